@@ -1,0 +1,80 @@
+# kiln's front door. Every target installs what it needs (a project-local
+# Python venv for moto, cargo-lambda and zig; a second one for SAM and
+# cfn-lint), so a fresh machine needs only Rust, Python 3 and make.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+ROOT        := $(abspath $(dir $(lastword $(MAKEFILE_LIST))))
+VENV        := $(ROOT)/.venv
+VENV_INFRA  := $(ROOT)/.venv-sam
+PYTHON      ?= python3
+FUNCTIONS   := deploy-trigger deploy-exec watchdog alert-forwarder
+ENV         ?= dev
+
+# One target directory for every build, test and tool.
+export CARGO_TARGET_DIR ?= $(ROOT)/target
+# cargo-lambda, zig and moto_server come from the venv; sam build needs the
+# venv's python3 (the one with ziglang) first on PATH.
+export PATH := $(VENV)/bin:$(PATH)
+# The harness finds moto here; tests never use a system-wide install.
+export KILN_MOTO_SERVER := $(VENV)/bin/moto_server
+# Don't gather CPU-jitter entropy at start-up (aws-lc): it costs cold-start
+# time and the kernel's getrandom is enough.
+export AWS_LC_SYS_NO_JITTER_ENTROPY := 1
+
+TEST_RUNNER := $(shell command -v cargo-nextest >/dev/null 2>&1 && echo "nextest run --no-fail-fast" || echo "test --no-fail-fast")
+
+.PHONY: help
+help: ## Show the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: tools/requirements-test.txt
+	@echo "==> Python venv for moto, cargo-lambda and zig ($(VENV))"
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r tools/requirements-test.txt
+	touch $@
+
+$(VENV_INFRA)/.installed: tools/requirements-infra.txt
+	@echo "==> Python venv for SAM and cfn-lint ($(VENV_INFRA))"
+	$(PYTHON) -m venv $(VENV_INFRA)
+	$(VENV_INFRA)/bin/pip install --quiet --disable-pip-version-check -r tools/requirements-infra.txt
+	touch $@
+
+.PHONY: venv
+venv: $(VENV)/.installed $(VENV_INFRA)/.installed ## Install the project-local Python tools
+
+.PHONY: fmt
+fmt: ## Format the code
+	cargo fmt --all
+
+.PHONY: lint
+lint: ## cargo fmt --check and clippy -D warnings
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets --locked -- -D warnings
+
+.PHONY: test
+test: lint $(VENV)/.installed ## Everything: lint, unit, integration and end-to-end tests, template checks
+	cargo $(TEST_RUNNER) --workspace --all-targets --locked
+	cargo test --workspace --doc --locked
+
+.PHONY: run
+run: $(VENV)/.installed ## Run kiln's flow locally against an emulated AWS
+	cargo run --release --locked -p kiln-tests --bin kiln-local -- run
+
+.PHONY: rustup-arm64
+rustup-arm64:
+	@rustup target list --installed 2>/dev/null | grep -q '^aarch64-unknown-linux-gnu$$' \
+	  || rustup target add aarch64-unknown-linux-gnu \
+	  || { echo "error: could not install the aarch64-unknown-linux-gnu Rust target (rustup target add aarch64-unknown-linux-gnu); make build needs it" >&2; exit 1; }
+
+.PHONY: build
+build: $(VENV)/.installed rustup-arm64 ## Build the four arm64 Lambda zips (target/lambda/<function>/bootstrap.zip)
+	cargo lambda build --release --arm64 --output-format zip --locked $(addprefix -p ,$(FUNCTIONS))
+	@for f in $(FUNCTIONS); do ls -l $(CARGO_TARGET_DIR)/lambda/$$f/bootstrap.zip; done
+
+.PHONY: clean
+clean: ## Remove build output and the venvs
+	cargo clean
+	rm -rf $(VENV) $(VENV_INFRA) infra/.aws-sam

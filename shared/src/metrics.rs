@@ -1,0 +1,162 @@
+//! Metrics in the CloudWatch Embedded Metric Format (EMF).
+//!
+//! A metric is one JSON line on stdout; CloudWatch Logs extracts it, so
+//! counting deploys, signature failures, scale-downs or Slack deliveries
+//! costs no API call and no latency. Every metric carries one dimension,
+//! `Function`, under the `kiln` namespace.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// The CloudWatch namespace of every kiln metric.
+pub const NAMESPACE: &str = "kiln";
+
+/// A metric unit, as CloudWatch names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unit {
+    Count,
+    Milliseconds,
+    Bytes,
+}
+
+impl Unit {
+    fn as_str(self) -> &'static str {
+        match self {
+            Unit::Count => "Count",
+            Unit::Milliseconds => "Milliseconds",
+            Unit::Bytes => "Bytes",
+        }
+    }
+}
+
+#[derive(Clone)]
+enum Sink {
+    Stdout,
+    Memory(Arc<Mutex<Vec<String>>>),
+}
+
+/// Emits EMF lines for one function. Cheap to clone.
+#[derive(Clone)]
+pub struct Metrics {
+    function: &'static str,
+    sink: Sink,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics")
+            .field("function", &self.function)
+            .finish()
+    }
+}
+
+impl Metrics {
+    /// Metrics for `function`, written to stdout.
+    pub fn new(function: &'static str) -> Self {
+        Metrics {
+            function,
+            sink: Sink::Stdout,
+        }
+    }
+
+    /// Metrics kept in memory, readable with [`Metrics::lines`] (for tests).
+    pub fn in_memory(function: &'static str) -> Self {
+        Metrics {
+            function,
+            sink: Sink::Memory(Arc::default()),
+        }
+    }
+
+    /// Adds `value` to a counter.
+    pub fn count(&self, name: &str, value: u64) {
+        self.record(name, value as f64, Unit::Count);
+    }
+
+    /// Records one value of a metric.
+    pub fn record(&self, name: &str, value: f64, unit: Unit) {
+        let line = emf_line(self.function, name, value, unit, now_millis());
+        match &self.sink {
+            Sink::Stdout => {
+                // One write per line keeps lines whole when logs interleave.
+                let mut out = std::io::stdout().lock();
+                let _ = out.write_all(format!("{line}\n").as_bytes());
+            }
+            Sink::Memory(lines) => {
+                if let Ok(mut lines) = lines.lock() {
+                    lines.push(line);
+                }
+            }
+        }
+    }
+
+    /// The lines an in-memory sink has collected (empty for stdout).
+    pub fn lines(&self) -> Vec<String> {
+        match &self.sink {
+            Sink::Stdout => Vec::new(),
+            Sink::Memory(lines) => lines.lock().map(|l| l.clone()).unwrap_or_default(),
+        }
+    }
+
+    /// The total recorded for `name` in an in-memory sink.
+    pub fn total(&self, name: &str) -> f64 {
+        self.lines()
+            .iter()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter_map(|v| v.get(name).and_then(|n| n.as_f64()))
+            .sum()
+    }
+}
+
+fn now_millis() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or_default()
+}
+
+/// One EMF document for one metric value.
+pub fn emf_line(function: &str, name: &str, value: f64, unit: Unit, timestamp_ms: u64) -> String {
+    let mut doc = serde_json::json!({
+        "_aws": {
+            "Timestamp": timestamp_ms,
+            "CloudWatchMetrics": [{
+                "Namespace": NAMESPACE,
+                "Dimensions": [["Function"]],
+                "Metrics": [{ "Name": name, "Unit": unit.as_str() }],
+            }],
+        },
+        "Function": function,
+    });
+    doc[name] = serde_json::json!(value);
+    doc.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emf_document_has_the_documented_shape() {
+        let line = emf_line("watchdog", "ScaleDowns", 1.0, Unit::Count, 1_700_000_000_000);
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["_aws"]["Timestamp"], 1_700_000_000_000u64);
+        let directive = &v["_aws"]["CloudWatchMetrics"][0];
+        assert_eq!(directive["Namespace"], "kiln");
+        assert_eq!(directive["Dimensions"][0][0], "Function");
+        assert_eq!(directive["Metrics"][0]["Name"], "ScaleDowns");
+        assert_eq!(directive["Metrics"][0]["Unit"], "Count");
+        assert_eq!(v["Function"], "watchdog");
+        assert_eq!(v["ScaleDowns"], 1.0);
+    }
+
+    #[test]
+    fn in_memory_sink_totals() {
+        let m = Metrics::in_memory("deploy-trigger");
+        m.count("DeploysRequested", 1);
+        m.count("DeploysRequested", 2);
+        m.count("SignatureFailures", 1);
+        assert_eq!(m.total("DeploysRequested"), 3.0);
+        assert_eq!(m.lines().len(), 3);
+    }
+}
