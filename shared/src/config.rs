@@ -62,7 +62,10 @@ impl fmt::Debug for Env {
         // Values are never printed: only which variables a test map defines.
         match &self.overrides {
             None => f.write_str("Env(process)"),
-            Some(map) => f.debug_tuple("Env").field(&map.keys().collect::<Vec<_>>()).finish(),
+            Some(map) => f
+                .debug_tuple("Env")
+                .field(&map.keys().collect::<Vec<_>>())
+                .finish(),
         }
     }
 }
@@ -157,9 +160,8 @@ impl Env {
     pub fn list(&self, variable: &'static str, expected: &str) -> Result<Vec<String>, ConfigError> {
         match self.raw(variable) {
             None => Ok(Vec::new()),
-            Some(raw) => parse_list(&raw).map_err(|why| {
-                ConfigError::malformed(variable, format!("{expected} ({why})"))
-            }),
+            Some(raw) => parse_list(&raw)
+                .map_err(|why| ConfigError::malformed(variable, format!("{expected} ({why})"))),
         }
     }
 
@@ -172,9 +174,8 @@ impl Env {
     ) -> Result<Vec<(String, String)>, ConfigError> {
         match self.raw(variable) {
             None => Ok(Vec::new()),
-            Some(raw) => parse_pairs(&raw).map_err(|why| {
-                ConfigError::malformed(variable, format!("{expected} ({why})"))
-            }),
+            Some(raw) => parse_pairs(&raw)
+                .map_err(|why| ConfigError::malformed(variable, format!("{expected} ({why})"))),
         }
     }
 
@@ -259,7 +260,9 @@ mod tests {
     #[test]
     fn missing_required_names_variable_and_expectation() {
         let env = Env::from_pairs([("OTHER", "x")]);
-        let err = env.required("DEPLOY_TOPIC_ARN", "an SNS topic ARN").unwrap_err();
+        let err = env
+            .required("DEPLOY_TOPIC_ARN", "an SNS topic ARN")
+            .unwrap_err();
         assert_eq!(err.variable(), "DEPLOY_TOPIC_ARN");
         assert_eq!(
             err.to_string(),
@@ -308,7 +311,10 @@ mod tests {
     fn arns_are_checked_by_service() {
         let env = Env::from_pairs([
             ("T", "arn:aws:sns:us-east-1:123456789012:kiln-deploy"),
-            ("S", "arn:aws:secretsmanager:us-east-1:123456789012:secret:x"),
+            (
+                "S",
+                "arn:aws:secretsmanager:us-east-1:123456789012:secret:x",
+            ),
             ("BAD", "kiln-deploy"),
         ]);
         assert!(env.arn("T", "sns").is_ok());
@@ -325,7 +331,9 @@ mod tests {
         let env = Env::from_pairs([("N", "abc"), ("M", "15")]);
         assert_eq!(env.parsed_or("UNSET", 60u32, "minutes").unwrap(), 60);
         assert_eq!(env.parsed_or("M", 60u32, "minutes").unwrap(), 15);
-        let err = env.parsed_or("N", 1u32, "a whole number of minutes").unwrap_err();
+        let err = env
+            .parsed_or("N", 1u32, "a whole number of minutes")
+            .unwrap_err();
         assert_eq!(
             err.to_string(),
             "N is malformed: expected a whole number of minutes"

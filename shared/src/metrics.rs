@@ -138,7 +138,13 @@ mod tests {
 
     #[test]
     fn emf_document_has_the_documented_shape() {
-        let line = emf_line("watchdog", "ScaleDowns", 1.0, Unit::Count, 1_700_000_000_000);
+        let line = emf_line(
+            "watchdog",
+            "ScaleDowns",
+            1.0,
+            Unit::Count,
+            1_700_000_000_000,
+        );
         let v: serde_json::Value = serde_json::from_str(&line).unwrap();
         assert_eq!(v["_aws"]["Timestamp"], 1_700_000_000_000u64);
         let directive = &v["_aws"]["CloudWatchMetrics"][0];

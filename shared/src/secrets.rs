@@ -68,9 +68,15 @@ impl VersionStage {
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum SecretError {
     #[error("secret {secret_id} ({stage}) was not found")]
-    NotFound { secret_id: String, stage: &'static str },
+    NotFound {
+        secret_id: String,
+        stage: &'static str,
+    },
     #[error("secret {secret_id} ({stage}) has no string value")]
-    NotAString { secret_id: String, stage: &'static str },
+    NotAString {
+        secret_id: String,
+        stage: &'static str,
+    },
     #[error("reading secret {secret_id} ({stage}) failed: {message}")]
     Unavailable {
         secret_id: String,
@@ -362,6 +368,9 @@ mod tests {
         let b = cache.current_and_previous("b").await.unwrap();
         assert_eq!(b.len(), 1);
         let missing = cache.current("nope").await.unwrap_err();
-        assert_eq!(missing.to_string(), "secret nope (AWSCURRENT) was not found");
+        assert_eq!(
+            missing.to_string(),
+            "secret nope (AWSCURRENT) was not found"
+        );
     }
 }

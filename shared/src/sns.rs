@@ -175,7 +175,11 @@ mod tests {
 
     #[test]
     fn fifo_topics_are_recognised_by_suffix() {
-        assert!(is_fifo_topic("arn:aws:sns:eu-west-1:123456789012:kiln-deploy.fifo"));
-        assert!(!is_fifo_topic("arn:aws:sns:eu-west-1:123456789012:kiln-deploy"));
+        assert!(is_fifo_topic(
+            "arn:aws:sns:eu-west-1:123456789012:kiln-deploy.fifo"
+        ));
+        assert!(!is_fifo_topic(
+            "arn:aws:sns:eu-west-1:123456789012:kiln-deploy"
+        ));
     }
 }

@@ -89,7 +89,9 @@ impl DeployRequest {
             return Err(invalid("sha must be 40 lowercase hex characters".into()));
         }
         if !self.git_ref.starts_with("refs/") {
-            return Err(invalid("ref must be a full ref (refs/heads/… or refs/tags/…)".into()));
+            return Err(invalid(
+                "ref must be a full ref (refs/heads/… or refs/tags/…)".into(),
+            ));
         }
         for (name, value) in [
             ("delivery_id", &self.delivery_id),
@@ -144,8 +146,18 @@ mod tests {
         let json = sample().to_json();
         let v: serde_json::Value = serde_json::from_str(&json).unwrap();
         for key in [
-            "kind", "version", "delivery_id", "event", "repository", "clone_url", "ref", "sha",
-            "environment", "sender", "deployment_id", "requested_at",
+            "kind",
+            "version",
+            "delivery_id",
+            "event",
+            "repository",
+            "clone_url",
+            "ref",
+            "sha",
+            "environment",
+            "sender",
+            "deployment_id",
+            "requested_at",
         ] {
             assert!(v.get(key).is_some(), "missing {key}");
         }
@@ -166,7 +178,9 @@ mod tests {
         v["kind"] = KIND.into();
         v["version"] = 2.into();
         assert_eq!(
-            DeployRequest::from_json(&v.to_string()).unwrap_err().to_string(),
+            DeployRequest::from_json(&v.to_string())
+                .unwrap_err()
+                .to_string(),
             "kiln.deploy.request version 2 is not supported (this build reads version 1)"
         );
         v["version"] = 1.into();
