@@ -56,7 +56,7 @@ lint: ## cargo fmt --check and clippy -D warnings
 
 .PHONY: test
 test: lint $(VENV)/.installed ## Everything: lint, unit, integration and end-to-end tests, template checks
-	cargo $(TEST_RUNNER) --workspace --all-targets --locked
+	cargo $(TEST_RUNNER) --workspace --lib --bins --tests --locked
 	cargo test --workspace --doc --locked
 
 .PHONY: run
