@@ -55,7 +55,7 @@ lint: ## cargo fmt --check and clippy -D warnings
 	cargo clippy --workspace --all-targets --locked -- -D warnings
 
 .PHONY: test
-test: lint $(VENV)/.installed ## Everything: lint, unit, integration and end-to-end tests, template checks
+test: lint $(VENV)/.installed check-templates ## Everything: lint, unit, integration and end-to-end tests, template checks
 	cargo $(TEST_RUNNER) --workspace --lib --bins --tests --locked
 	cargo test --workspace --doc --locked
 
@@ -73,6 +73,38 @@ rustup-arm64:
 build: $(VENV)/.installed rustup-arm64 ## Build the four arm64 Lambda zips (target/lambda/<function>/bootstrap.zip)
 	cargo lambda build --release --arm64 --output-format zip --locked $(addprefix -p ,$(FUNCTIONS))
 	@for f in $(FUNCTIONS); do ls -l $(CARGO_TARGET_DIR)/lambda/$$f/bootstrap.zip; done
+
+# ------------------------------------------------------- AWS (SAM, infra/)
+SAM        := SAM_CLI_TELEMETRY=0 $(VENV_INFRA)/bin/sam
+SAM_CONFIG := --config-file samconfig.toml --config-env $(ENV)
+
+.PHONY: check-templates
+check-templates: $(VENV_INFRA)/.installed ## Template checks: cfn-lint, sam validate --lint, offline transform, template tests
+	tools/check-templates.sh
+
+.PHONY: sam-build
+sam-build: $(VENV)/.installed $(VENV_INFRA)/.installed rustup-arm64 ## sam build: the four functions via cargo-lambda and zig (infra/.aws-sam)
+	cd infra && $(SAM) build --template template.yaml
+
+.PHONY: deploy
+deploy: sam-build ## Deploy kiln: make deploy ENV=dev|staging|production
+	cd infra && $(SAM) deploy $(SAM_CONFIG)
+
+.PHONY: plan
+plan: sam-build ## Preview a deploy as a change set, not executed: make plan ENV=...
+	cd infra && $(SAM) deploy $(SAM_CONFIG) --no-execute-changeset
+
+.PHONY: outputs
+outputs: $(VENV_INFRA)/.installed ## Print the stack outputs (webhook URL, secrets): make outputs ENV=...
+	cd infra && $(SAM) list stack-outputs $(SAM_CONFIG) --output table
+
+.PHONY: logs
+logs: $(VENV_INFRA)/.installed ## Tail the logs: make logs ENV=... [FN=DeployPipeline/DeployExecFunction]
+	cd infra && $(SAM) logs $(SAM_CONFIG) --tail $(if $(FN),--name $(FN))
+
+.PHONY: delete
+delete: $(VENV_INFRA)/.installed ## Delete the stack (asks first): make delete ENV=...
+	cd infra && $(SAM) delete $(SAM_CONFIG)
 
 .PHONY: clean
 clean: ## Remove build output and the venvs
