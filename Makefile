@@ -50,9 +50,22 @@ fmt: ## Format the code
 	cargo fmt --all
 
 .PHONY: lint
-lint: ## cargo fmt --check and clippy -D warnings
+lint: cargo-deny ## cargo fmt --check, clippy -D warnings, and the supply-chain policy (deny.toml)
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets --locked -- -D warnings
+	cargo deny --locked check bans licenses sources
+
+# cargo-deny goes into cargo's bin directory on first use (built once, in
+# its own target directory so later installs reuse it).
+CARGO_DENY_VERSION := 0.20
+.PHONY: cargo-deny
+cargo-deny:
+	@cargo deny --version >/dev/null 2>&1 || { echo "==> installing cargo-deny $(CARGO_DENY_VERSION)"; \
+	  CARGO_TARGET_DIR=$(CARGO_TARGET_DIR)/tools cargo install --locked cargo-deny@$(CARGO_DENY_VERSION); }
+
+.PHONY: audit
+audit: cargo-deny ## Check dependencies against the RustSec advisories (downloads the database: needs GitHub)
+	cargo deny --locked check advisories
 
 .PHONY: test
 test: lint $(VENV)/.installed check-templates ## Everything: lint, unit, integration and end-to-end tests, template checks
@@ -91,8 +104,9 @@ deploy: sam-build ## Deploy kiln: make deploy ENV=dev|staging|production
 	cd infra && $(SAM) deploy $(SAM_CONFIG)
 
 .PHONY: plan
-plan: sam-build ## Preview a deploy as a change set, not executed: make plan ENV=...
-	cd infra && $(SAM) deploy $(SAM_CONFIG) --no-execute-changeset
+plan: sam-build ## Preview a deploy: a change set listing every nested change, not executed: make plan ENV=...
+	cd infra && $(SAM) package $(SAM_CONFIG) --output-template-file .aws-sam/packaged-$(ENV).yaml
+	cd infra && $(VENV_INFRA)/bin/python plan.py --env $(ENV) --template .aws-sam/packaged-$(ENV).yaml
 
 .PHONY: outputs
 outputs: $(VENV_INFRA)/.installed ## Print the stack outputs (webhook URL, secrets): make outputs ENV=...
