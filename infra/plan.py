@@ -16,7 +16,10 @@ import argparse
 import shlex
 import sys
 import time
-import tomllib
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10 (SAM CLI's minimum): same loads()
+    import tomlkit as tomllib
 from pathlib import Path
 from typing import Any, Iterable
 

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import copy
 import functools
-import tomllib
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10 (SAM CLI's minimum): same loads()
+    import tomlkit as tomllib
 from pathlib import Path
 from typing import Any
 

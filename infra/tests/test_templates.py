@@ -7,7 +7,10 @@ from __future__ import annotations
 import itertools
 import json
 import re
-import tomllib
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10 (SAM CLI's minimum): same loads()
+    import tomlkit as tomllib
 
 import pytest
 
