@@ -192,11 +192,15 @@ def test_every_sns_subscription_and_rule_target_dead_letters():
         for rid, rule in resources(template, "AWS::Events::Rule").items():
             for target in rule["Properties"]["Targets"]:
                 assert target["DeadLetterConfig"]["Arn"], (part, rid)
-    # In the generated CloudFormation: every lambda/sqs subscription.
-    for part in PARTS:
-        for sid, sub in resources(cfn(part), "AWS::SNS::Subscription").items():
-            if sub["Properties"]["Protocol"] in {"lambda", "sqs"}:
-                assert "RedrivePolicy" in sub["Properties"], (part, sid)
+    # In the generated CloudFormation: every subscription, whatever its protocol.
+    subscriptions = 0
+    for name in ["template.yaml", *PARTS]:
+        for sid, sub in resources(cfn(name), "AWS::SNS::Subscription").items():
+            subscriptions += 1
+            target = sub["Properties"]["RedrivePolicy"]["deadLetterTargetArn"]
+            queue = getatt(target)[0]
+            assert resources(cfn(name), "AWS::SQS::Queue")[queue], (name, sid)
+    assert subscriptions >= 4
 
 
 def test_queues_and_topics_are_encrypted():
