@@ -55,7 +55,7 @@ ENV_CONTRACT = {
     ),
     "alert-forwarder": (
         {"SLACK_WEBHOOK_SECRET_ARN"},
-        {"SLACK_MENTION", "NOTIFY_OK", "REFIRE_AFTER_MINUTES", "REFIRE_ALARM_PREFIX"},
+        {"SLACK_MENTION", "NOTIFY_OK", "REFIRE_AFTER_MINUTES", "REFIRE_ALARM_PREFIX", "REFIRE_SCHEDULE_MINUTES"},
     ),
 }
 
@@ -440,7 +440,12 @@ def test_alert_forwarder_is_throttled_and_refires_on_a_schedule():
     assert params[concurrency["Ref"]]["Default"] == 1
     assert params[concurrency["Ref"]]["MaxValue"] <= 5
     (schedule,) = [e["Properties"] for e in fn["Properties"]["Events"].values() if e["Type"] == "Schedule"]
-    assert params[schedule["Schedule"]["Ref"]]["Default"] == "rate(15 minutes)"
+    assert schedule["Schedule"] == {"Fn::Sub": "rate(${RefireEveryMinutes} minutes)"}
+    assert params["RefireEveryMinutes"]["Default"] == "15"
+    # "rate(1 minutes)" would be invalid: every allowed value is plural.
+    assert "1" not in params["RefireEveryMinutes"]["AllowedValues"]
+    # The function is told the schedule's period.
+    assert env_of(fn)["REFIRE_SCHEDULE_MINUTES"] == {"Ref": "RefireEveryMinutes"}
     subscribed = [e for e in fn["Properties"]["Events"].values() if e["Type"] == "SNS"]
     assert subscribed[0]["Properties"]["Topic"] == {"Ref": "AlertTopicArn"}
 
