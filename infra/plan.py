@@ -39,17 +39,13 @@ def config_for(env: str, path: Path = INFRA / "samconfig.toml") -> dict[str, Any
 
 
 def parse_overrides(overrides: str | list[str] | None) -> dict[str, str]:
-    """samconfig's parameter_overrides (a list of Key=Value, or one string)."""
+    """samconfig's parameter_overrides, read by SAM CLI's own parser (a list
+    of Key=Value, or one string; quote empty values: Key="")."""
+    from samcli.cli.types import CfnParameterOverridesType
+
     if not overrides:
         return {}
-    items = overrides if isinstance(overrides, list) else shlex.split(overrides)
-    parsed = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise SystemExit(f"error: parameter override {item!r} is not Key=Value")
-        parsed[key] = value
-    return parsed
+    return dict(CfnParameterOverridesType().convert(overrides, None, None))
 
 
 def parse_tags(tags: str | list[str] | None) -> list[dict[str, str]]:

@@ -26,15 +26,16 @@ def test_an_unknown_environment_is_named_in_the_error():
         plan.config_for("qa")
 
 
-def test_overrides_keep_equals_signs_and_empty_values():
-    parsed = plan.parse_overrides(["DeployBranches=main=production,release/*=staging", "Subnets="])
+def test_overrides_are_read_as_sam_reads_them():
+    parsed = plan.parse_overrides(["DeployBranches=main=production,release/*=staging", 'Subnets=""'])
     assert parsed == {"DeployBranches": "main=production,release/*=staging", "Subnets": ""}
     assert plan.parse_overrides('LogLevel=INFO AlertEmail="ops@example.com"') == {
         "LogLevel": "INFO",
         "AlertEmail": "ops@example.com",
     }
-    with pytest.raises(SystemExit, match="not Key=Value"):
-        plan.parse_overrides(["LogLevel"])
+    # An unquoted empty value is what SAM itself rejects.
+    with pytest.raises(Exception, match="not a valid format"):
+        plan.parse_overrides(["Subnets="])
 
 
 def test_parameters_not_overridden_keep_their_previous_value_when_the_stack_has_them():
