@@ -80,10 +80,11 @@ pub fn parse_aws_time(text: &str) -> Option<OffsetDateTime> {
     if let Ok(t) = OffsetDateTime::parse(text, &Rfc3339) {
         return Some(t);
     }
-    // `+0000` → `+00:00`.
-    let bytes = text.as_bytes();
-    if bytes.len() > 5 {
-        let (head, offset) = text.split_at(text.len() - 5);
+    // `+0000` → `+00:00`. The split must fall on a character boundary:
+    // arbitrary text can end in multi-byte characters.
+    let split = text.len().saturating_sub(5);
+    if split > 0 && text.is_char_boundary(split) {
+        let (head, offset) = text.split_at(split);
         let sign = offset.as_bytes()[0];
         if (sign == b'+' || sign == b'-') && offset[1..].bytes().all(|b| b.is_ascii_digit()) {
             let fixed = format!("{head}{}:{}", &offset[..3], &offset[3..]);
@@ -150,6 +151,14 @@ mod tests {
         assert!(parse_aws_time("2016-12-06T16:41:06.8Z").is_some());
         assert!(parse_aws_time("2023-08-04T12: 36: 15.490+0000").is_none());
         assert!(parse_aws_time("").is_none());
+    }
+
+    #[test]
+    fn text_ending_in_multibyte_characters_is_not_a_time() {
+        // Found by fuzzing (aws_events): the `+0000` split landed inside 'ʚ'.
+        assert!(parse_aws_time("[\n-5\0ʚ;veK").is_none());
+        assert!(parse_aws_time("2016-07-24T22:05:19.737+00é0").is_none());
+        assert!(parse_aws_time("ééééé").is_none());
     }
 
     #[test]
