@@ -67,6 +67,26 @@ cargo-deny:
 audit: cargo-deny ## Check dependencies against the RustSec advisories (downloads the database: needs GitHub)
 	cargo deny --locked check advisories
 
+# Fuzzing: libFuzzer through cargo-fuzz, without a sanitizer (kiln is safe
+# Rust; what is looked for is panics, broken invariants and runaway memory),
+# which needs no nightly compiler. The fuzz crate has its own lock file and
+# target directory. Crashes land in fuzz/artifacts/<target>/.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?= webhook_request signature_header github_payload aws_events slack_render
+.PHONY: fuzz
+fuzz: ## Fuzz each parser and renderer for FUZZ_SECONDS seconds (default 60): make fuzz [FUZZ_TARGETS=...]
+	@cargo fuzz --version >/dev/null 2>&1 || { echo "==> installing cargo-fuzz"; \
+	  CARGO_TARGET_DIR=$(CARGO_TARGET_DIR)/tools cargo install --locked cargo-fuzz@0.13; }
+	fuzz/seed.sh
+	@cd fuzz && for t in $(FUZZ_TARGETS); do \
+	  mkdir -p corpus/$$t artifacts/$$t; \
+	  echo "==> fuzzing $$t for $(FUZZ_SECONDS) s"; \
+	  CARGO_TARGET_DIR=$(ROOT)/fuzz/target cargo fuzz run --sanitizer none --release --codegen-units 16 $$t corpus/$$t seeds/$$t \
+	    -- -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 -timeout=10 -print_final_stats=1 \
+	    -artifact_prefix=artifacts/$$t/ 2>&1 | grep -a -E '^(Done|stat::number_of_executed_units|stat::peak_rss_mb|==[0-9]+==|thread .* panicked|Test unit written|Reproduce)' \
+	    || { echo "fuzz target $$t failed: see fuzz/artifacts/$$t/"; exit 1; }; \
+	done
+
 .PHONY: test
 test: lint $(VENV)/.installed check-templates ## Everything: lint, unit, integration and end-to-end tests, template checks
 	cargo $(TEST_RUNNER) --workspace --lib --bins --tests --locked
