@@ -1,0 +1,23 @@
+//! deploy-exec: turns each deploy request into exactly one ECS task that
+//! performs the deployment, and reports the deployment's start and end to
+//! GitHub.
+//!
+//! - [`config`]: the environment variables.
+//! - [`task_request`]: deploy request → RunTask input (the deploy
+//!   container's environment contract, the idempotency token, tags).
+//! - [`runner`]: the ECS port and adapter.
+//! - [`github`]: the GitHub port and adapter (statuses, retries).
+//! - [`completion`]: how a stopped task ended, and whose it was.
+//! - [`console`]: the link to a task in the ECS console.
+//! - [`handler`]: the Lambda handler that ties them together.
+
+pub mod completion;
+pub mod config;
+pub mod console;
+pub mod github;
+pub mod handler;
+pub mod runner;
+pub mod task_request;
+
+pub use config::Config;
+pub use handler::{Deps, HandlerError, handle};

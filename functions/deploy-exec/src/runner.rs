@@ -1,0 +1,296 @@
+//! Starting and looking up ECS tasks: the [`TaskRunner`] port and its SDK
+//! adapter.
+//!
+//! The adapter turns RunTask's quieter failure modes into errors: a
+//! response with `failures[]`, or with no task, started nothing. A
+//! `ConflictException` means the idempotency token was used before, so the
+//! task of this delivery already exists: that is a success.
+
+use std::future::Future;
+
+use aws_sdk_ecs::error::ProvideErrorMetadata;
+use aws_sdk_ecs::types::{
+    AssignPublicIp, AwsVpcConfiguration, CapacityProviderStrategyItem, ContainerOverride,
+    KeyValuePair, LaunchType, NetworkConfiguration, PropagateTags, Tag, TaskField, TaskOverride,
+};
+
+use crate::config::Placement;
+use crate::task_request::TaskRequest;
+
+/// A task that RunTask started (or had started for the same token before).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StartedTask {
+    pub task_arn: String,
+    /// The task's status as RunTask reported it (`PROVISIONING`,
+    /// `PENDING`, ... or `STOPPED` when an earlier attempt's task is done).
+    pub last_status: Option<String>,
+    /// True when ECS said the token was already used.
+    pub already_started: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RunTaskError {
+    #[error("RunTask started no task: {}", reasons.join("; "))]
+    Failures { reasons: Vec<String> },
+    #[error("RunTask returned neither a task nor a failure")]
+    NoTask,
+    #[error("RunTask failed: {0}")]
+    Api(String),
+    #[error("RunTask input is invalid: {0}")]
+    Input(String),
+}
+
+/// What DescribeTasks says about a task, as far as kiln needs it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TaskDetails {
+    pub last_status: Option<String>,
+    /// The override environment of the deploy container.
+    pub environment: Vec<(String, String)>,
+    pub tags: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("DescribeTasks for {task_arn} failed: {message}")]
+pub struct DescribeError {
+    pub task_arn: String,
+    pub message: String,
+}
+
+/// The port.
+pub trait TaskRunner: Send + Sync {
+    fn run_task(
+        &self,
+        request: &TaskRequest,
+    ) -> impl Future<Output = Result<StartedTask, RunTaskError>> + Send;
+
+    /// One task with its tags; `Ok(None)` when ECS no longer knows it.
+    fn describe_task(
+        &self,
+        cluster: &str,
+        task_arn: &str,
+        container_name: &str,
+    ) -> impl Future<Output = Result<Option<TaskDetails>, DescribeError>> + Send;
+}
+
+/// The ECS adapter.
+#[derive(Clone, Debug)]
+pub struct EcsTaskRunner {
+    client: aws_sdk_ecs::Client,
+}
+
+impl EcsTaskRunner {
+    pub fn new(client: aws_sdk_ecs::Client) -> Self {
+        EcsTaskRunner { client }
+    }
+}
+
+impl TaskRunner for EcsTaskRunner {
+    async fn run_task(&self, request: &TaskRequest) -> Result<StartedTask, RunTaskError> {
+        let environment = request
+            .environment
+            .iter()
+            .map(|(name, value)| KeyValuePair::builder().name(name).value(value).build())
+            .collect();
+        let overrides = TaskOverride::builder()
+            .container_overrides(
+                ContainerOverride::builder()
+                    .name(&request.container_name)
+                    .set_environment(Some(environment))
+                    .build(),
+            )
+            .build();
+        let tags = request
+            .tags
+            .iter()
+            .map(|(key, value)| Tag::builder().key(key).value(value).build())
+            .collect();
+        let mut call = self
+            .client
+            .run_task()
+            .cluster(&request.cluster)
+            .task_definition(&request.task_definition)
+            .count(1)
+            .client_token(&request.client_token)
+            .started_by(&request.started_by)
+            .overrides(overrides)
+            .set_tags(Some(tags))
+            .propagate_tags(PropagateTags::TaskDefinition);
+        call = match &request.placement {
+            Placement::LaunchType(launch_type) => {
+                call.launch_type(LaunchType::from(launch_type.as_str()))
+            }
+            Placement::CapacityProvider(name) => call.capacity_provider_strategy(
+                CapacityProviderStrategyItem::builder()
+                    .capacity_provider(name)
+                    .weight(1)
+                    .build()
+                    .map_err(|e| RunTaskError::Input(e.to_string()))?,
+            ),
+        };
+        if let Some(network) = &request.network {
+            let awsvpc = AwsVpcConfiguration::builder()
+                .set_subnets(Some(network.subnets.clone()))
+                .set_security_groups(Some(network.security_groups.clone()))
+                .assign_public_ip(if network.assign_public_ip {
+                    AssignPublicIp::Enabled
+                } else {
+                    AssignPublicIp::Disabled
+                })
+                .build()
+                .map_err(|e| RunTaskError::Input(e.to_string()))?;
+            call = call.network_configuration(
+                NetworkConfiguration::builder()
+                    .awsvpc_configuration(awsvpc)
+                    .build(),
+            );
+        }
+        match call.send().await {
+            Ok(output) => {
+                let failures = output.failures();
+                if !failures.is_empty() {
+                    return Err(RunTaskError::Failures {
+                        reasons: failures.iter().map(describe_failure).collect(),
+                    });
+                }
+                let task = output.tasks().first().ok_or(RunTaskError::NoTask)?;
+                let task_arn = task.task_arn().ok_or(RunTaskError::NoTask)?;
+                Ok(StartedTask {
+                    task_arn: task_arn.to_string(),
+                    last_status: task.last_status().map(str::to_string),
+                    already_started: false,
+                })
+            }
+            Err(err) => {
+                if let Some(aws_sdk_ecs::operation::run_task::RunTaskError::ConflictException(
+                    conflict,
+                )) = err.as_service_error()
+                    && let Some(task_arn) = conflict.resource_ids().first()
+                {
+                    return Ok(StartedTask {
+                        task_arn: task_arn.clone(),
+                        last_status: None,
+                        already_started: true,
+                    });
+                }
+                Err(RunTaskError::Api(sdk_message(&err)))
+            }
+        }
+    }
+
+    async fn describe_task(
+        &self,
+        cluster: &str,
+        task_arn: &str,
+        container_name: &str,
+    ) -> Result<Option<TaskDetails>, DescribeError> {
+        let output = self
+            .client
+            .describe_tasks()
+            .cluster(cluster)
+            .tasks(task_arn)
+            .include(TaskField::Tags)
+            .send()
+            .await
+            .map_err(|err| DescribeError {
+                task_arn: task_arn.to_string(),
+                message: sdk_message(&err),
+            })?;
+        let Some(task) = output.tasks().first() else {
+            return Ok(None);
+        };
+        let environment = task
+            .overrides()
+            .map(|o| o.container_overrides())
+            .unwrap_or_default()
+            .iter()
+            .filter(|o| o.name() == Some(container_name))
+            .flat_map(|o| o.environment())
+            .filter_map(|kv| Some((kv.name()?.to_string(), kv.value()?.to_string())))
+            .collect();
+        let tags = task
+            .tags()
+            .iter()
+            .filter_map(|t| Some((t.key()?.to_string(), t.value()?.to_string())))
+            .collect();
+        Ok(Some(TaskDetails {
+            last_status: task.last_status().map(str::to_string),
+            environment,
+            tags,
+        }))
+    }
+}
+
+fn describe_failure(failure: &aws_sdk_ecs::types::Failure) -> String {
+    let mut text = failure.reason().unwrap_or("unknown reason").to_string();
+    if let Some(detail) = failure.detail() {
+        text.push_str(&format!(" ({detail})"));
+    }
+    if let Some(arn) = failure.arn() {
+        text.push_str(&format!(" for {arn}"));
+    }
+    text
+}
+
+/// `Code: message` when the service said so, else the whole error chain
+/// (timeouts and connection failures put the cause several levels down).
+fn sdk_message<E, R>(err: &aws_sdk_ecs::error::SdkError<E, R>) -> String
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug + 'static,
+{
+    match (err.code(), err.message()) {
+        (Some(code), Some(message)) => format!("{code}: {message}"),
+        (Some(code), None) => code.to_string(),
+        _ => kiln::aws::error_chain(err),
+    }
+}
+
+/// A fake runner for tests: records requests, answers from a script.
+#[cfg(test)]
+pub(crate) mod fake {
+    use super::*;
+    use std::collections::VecDeque;
+    use std::sync::Mutex;
+
+    #[derive(Default)]
+    pub(crate) struct FakeRunner {
+        pub(crate) requests: Mutex<Vec<TaskRequest>>,
+        pub(crate) answers: Mutex<VecDeque<Result<StartedTask, RunTaskError>>>,
+        pub(crate) details: Mutex<Option<Result<Option<TaskDetails>, DescribeError>>>,
+        pub(crate) describes: Mutex<usize>,
+    }
+
+    impl FakeRunner {
+        pub(crate) fn answer(&self, answer: Result<StartedTask, RunTaskError>) {
+            self.answers.lock().unwrap().push_back(answer);
+        }
+        pub(crate) fn requests(&self) -> Vec<TaskRequest> {
+            self.requests.lock().unwrap().clone()
+        }
+    }
+
+    impl TaskRunner for FakeRunner {
+        async fn run_task(&self, request: &TaskRequest) -> Result<StartedTask, RunTaskError> {
+            let mut requests = self.requests.lock().unwrap();
+            requests.push(request.clone());
+            let n = requests.len();
+            self.answers.lock().unwrap().pop_front().unwrap_or_else(|| {
+                Ok(StartedTask {
+                    task_arn: format!("arn:aws:ecs:us-east-1:123456789012:task/kiln/task{n}"),
+                    last_status: Some("PROVISIONING".into()),
+                    already_started: false,
+                })
+            })
+        }
+
+        async fn describe_task(
+            &self,
+            _cluster: &str,
+            _task_arn: &str,
+            _container_name: &str,
+        ) -> Result<Option<TaskDetails>, DescribeError> {
+            *self.describes.lock().unwrap() += 1;
+            self.details.lock().unwrap().clone().unwrap_or(Ok(None))
+        }
+    }
+}
