@@ -10,9 +10,17 @@ use libfuzzer_sys::fuzz_target;
 fuzz_target!(|data: &[u8]| {
     match signature::parse_header(data) {
         Ok(parsed) => {
-            let hex: String = parsed.as_bytes().iter().map(|b| format!("{b:02x}")).collect();
+            let hex: String = parsed
+                .as_bytes()
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
             let trimmed = data.trim_ascii();
-            assert_eq!(trimmed, format!("sha256={hex}").as_bytes(), "accepted a non-canonical header");
+            assert_eq!(
+                trimmed,
+                format!("sha256={hex}").as_bytes(),
+                "accepted a non-canonical header"
+            );
             let secrets = [SecretString::new(kiln_fuzz::SECRET)];
             let _ = signature::verify(data, &parsed, &secrets);
         }

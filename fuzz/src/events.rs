@@ -11,7 +11,8 @@ use kiln::{Alert, DeployRequest};
 pub fn check(data: &[u8]) {
     if let Ok(text) = std::str::from_utf8(data) {
         // Message bodies arrive as strings inside SNS records.
-        let _ = AlarmNotification::from_message(text).map(|a| (a.region_code().map(str::len), a.is_composite()));
+        let _ = AlarmNotification::from_message(text)
+            .map(|a| (a.region_code().map(str::len), a.is_composite()));
         let _ = parse_aws_time(text);
         if let Ok(request) = DeployRequest::from_json(text) {
             // Strictly decoded requests are well formed.
@@ -19,12 +20,20 @@ pub fn check(data: &[u8]) {
             assert!(request.git_ref.starts_with("refs/"));
             let _ = request.short_ref();
             let again = DeployRequest::from_json(&request.to_json());
-            assert_eq!(again.as_ref().ok(), Some(&request), "deploy request does not round-trip");
+            assert_eq!(
+                again.as_ref().ok(),
+                Some(&request),
+                "deploy request does not round-trip"
+            );
         }
         if let Ok(alert) = Alert::from_json(text) {
             assert!(alert.subject().chars().count() <= kiln::messages::alert::SUBJECT_MAX_CHARS);
             let again = Alert::from_json(&alert.to_json());
-            assert_eq!(again.as_ref().ok(), Some(&alert), "alert does not round-trip");
+            assert_eq!(
+                again.as_ref().ok(),
+                Some(&alert),
+                "alert does not round-trip"
+            );
         }
     }
     let Ok(value) = serde_json::from_slice::<serde_json::Value>(data) else {
@@ -65,7 +74,12 @@ fn inspect_task(task: &TaskStateChange) {
     let _ = task.cluster_name();
     let _ = task.container("stack-updater");
     let _ = task.override_env("stack-updater", "KILN_DELIVERY_ID");
-    for time in [&task.created_at, &task.started_at, &task.stopping_at, &task.stopped_at] {
+    for time in [
+        &task.created_at,
+        &task.started_at,
+        &task.stopping_at,
+        &task.stopped_at,
+    ] {
         let _ = time.as_deref().map(parse_aws_time);
     }
 }

@@ -12,7 +12,8 @@ pub const SECRET: &str = "fuzz-webhook-secret-9f1c2e";
 /// The previous version of it (a rotation in progress).
 pub const PREVIOUS_SECRET: &str = "fuzz-previous-secret-77ab01";
 
-pub const SECRET_ARN: &str = "arn:aws:secretsmanager:us-east-1:123456789012:secret:kiln-webhook-AbCdEf";
+pub const SECRET_ARN: &str =
+    "arn:aws:secretsmanager:us-east-1:123456789012:secret:kiln-webhook-AbCdEf";
 pub const TOPIC_ARN: &str = "arn:aws:sns:us-east-1:123456789012:kiln-deploy.fifo";
 
 /// The environments the fuzzed configuration deploys to.
@@ -24,7 +25,10 @@ pub fn trigger_config(restricted: bool) -> deploy_trigger::Config {
     let mut pairs = vec![
         ("WEBHOOK_SECRET_ARN", SECRET_ARN),
         ("DEPLOY_TOPIC_ARN", TOPIC_ARN),
-        ("DEPLOY_BRANCHES", "main=production,master=staging,release/*=staging"),
+        (
+            "DEPLOY_BRANCHES",
+            "main=production,master=staging,release/*=staging",
+        ),
         ("DEPLOY_TAGS", "v*=production"),
     ];
     if restricted {

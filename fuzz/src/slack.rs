@@ -55,12 +55,22 @@ fn check_message(message: &Message, origin: &Origin<'_>, options: &Options<'_>) 
 }
 
 fn is_alarm(message: &Message) -> bool {
-    matches!(message, Message::Alarm(_) | Message::AlarmStateChange { .. })
+    matches!(
+        message,
+        Message::Alarm(_) | Message::AlarmStateChange { .. }
+    )
 }
 
 fn within_limits(slack: &SlackMessage) {
-    assert!(blocks::slack_len(&slack.text) <= blocks::TEXT_MAX, "text too long");
-    assert!(slack.blocks.len() <= blocks::BLOCKS_MAX, "{} blocks", slack.blocks.len());
+    assert!(
+        blocks::slack_len(&slack.text) <= blocks::TEXT_MAX,
+        "text too long"
+    );
+    assert!(
+        slack.blocks.len() <= blocks::BLOCKS_MAX,
+        "{} blocks",
+        slack.blocks.len()
+    );
     for block in &slack.blocks {
         match block {
             Block::Header { text } => assert!(len(text) <= blocks::HEADER_MAX, "header too long"),
@@ -69,7 +79,11 @@ fn within_limits(slack: &SlackMessage) {
                     assert!(len(text) <= blocks::SECTION_MAX, "section too long");
                 }
                 assert!(text.is_some() || !fields.is_empty(), "empty section");
-                assert!(fields.len() <= blocks::FIELDS_MAX, "{} fields", fields.len());
+                assert!(
+                    fields.len() <= blocks::FIELDS_MAX,
+                    "{} fields",
+                    fields.len()
+                );
                 for field in fields {
                     assert!(len(field) <= blocks::FIELD_MAX, "field too long");
                 }
@@ -110,8 +124,13 @@ fn no_injected_markup(slack: &SlackMessage, mention: Option<&str>) {
     for text in texts {
         for (index, _) in text.match_indices('<') {
             let rest = &text[index..];
-            let ours = rest.starts_with("<https://") || mention.is_some_and(|m| rest.starts_with(m));
-            assert!(ours, "unescaped markup from an event: {:?}", &rest[..rest.len().min(40)]);
+            let ours =
+                rest.starts_with("<https://") || mention.is_some_and(|m| rest.starts_with(m));
+            assert!(
+                ours,
+                "unescaped markup from an event: {:?}",
+                &rest[..rest.len().min(40)]
+            );
         }
     }
 }

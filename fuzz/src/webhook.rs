@@ -89,11 +89,18 @@ pub fn check(flags: Flags, event: &[u8], payload: &[u8]) {
         Ok(value) => value,
         Err(e) => panic!("reply is not JSON ({e}): {body}"),
     };
-    assert!(!body.contains(SECRET) && !body.contains(PREVIOUS_SECRET), "secret in reply");
+    assert!(
+        !body.contains(SECRET) && !body.contains(PREVIOUS_SECRET),
+        "secret in reply"
+    );
 
     let published = deps.publisher.published();
     let queued = reply["status"] == "queued";
-    assert_eq!(published.len(), usize::from(queued), "published {published:?} for {body}");
+    assert_eq!(
+        published.len(),
+        usize::from(queued),
+        "published {published:?} for {body}"
+    );
     if queued {
         assert_eq!(status, 200);
         assert!(reply["message_id"].is_string());
@@ -129,7 +136,11 @@ fn build_request(flags: Flags, event: &[u8], payload: &[u8]) -> ApiGatewayV2http
     insert("x-github-event", event);
     insert(
         "content-type",
-        if flags.form() { b"application/x-www-form-urlencoded" } else { b"application/json" },
+        if flags.form() {
+            b"application/x-www-form-urlencoded"
+        } else {
+            b"application/json"
+        },
     );
     let signature = if flags.raw_signature() {
         payload.iter().take(80).copied().collect()
@@ -172,8 +183,10 @@ fn form_encode(bytes: &[u8]) -> String {
 
 fn runtime() -> &'static tokio::runtime::Runtime {
     static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
-    RUNTIME.get_or_init(|| match tokio::runtime::Builder::new_current_thread().build() {
-        Ok(runtime) => runtime,
-        Err(e) => panic!("tokio runtime: {e}"),
-    })
+    RUNTIME.get_or_init(
+        || match tokio::runtime::Builder::new_current_thread().build() {
+            Ok(runtime) => runtime,
+            Err(e) => panic!("tokio runtime: {e}"),
+        },
+    )
 }
