@@ -1,0 +1,14 @@
+//! An empty Lambda function: the runtime, the tokio executor and JSON in and
+//! out, nothing else. Its cold start and memory are the floor kiln's
+//! functions are compared with.
+
+use lambda_runtime::{Error, LambdaEvent, service_fn};
+use serde_json::Value;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    lambda_runtime::run(service_fn(|_: LambdaEvent<Value>| async {
+        Ok::<_, Error>(Value::Object(Default::default()))
+    }))
+    .await
+}
