@@ -94,7 +94,10 @@ test: lint $(VENV)/.installed check-templates ## Everything: lint, unit, integra
 
 .PHONY: run
 run: $(VENV)/.installed ## Run kiln's flow locally against an emulated AWS
-	cargo run --release --locked -p kiln-tests --bin kiln-local -- run
+	cargo build --release --locked $(addprefix -p ,$(FUNCTIONS))
+	@# The functions run as the release builds Lambda would run; the host
+	@# around them is a debug build, shared with `make test`.
+	KILN_BIN_DIR=$(CARGO_TARGET_DIR)/release cargo run --locked -p kiln-tests --bin kiln-local -- run
 
 .PHONY: rustup-arm64
 rustup-arm64:
