@@ -190,3 +190,145 @@ async fn a_stalled_call_waits_for_the_server_without_an_sdk_timeout() {
         "nothing was published"
     );
 }
+
+// --- deploy-exec: RunTask -------------------------------------------------
+
+mod deploy_exec_faults {
+    use super::*;
+    use deploy_exec::github::{GitHubReporter, RetryPolicy};
+    use deploy_exec::runner::EcsTaskRunner;
+    use deploy_exec::task_request::{client_token, started_by};
+    use deploy_exec::{Config, Deps, handle};
+    use kiln::secrets::fake::FakeSecrets;
+    use kiln::{DeployEvent, DeployRequest, Env, KilnError, Metrics};
+    use kiln_tests::aws::EcsStack;
+    use kiln_tests::fixtures::{SnsNotification, sns_event};
+
+    pub(super) fn request(delivery_id: &str) -> DeployRequest {
+        DeployRequest {
+            kind: kiln::messages::deploy_request::KIND.into(),
+            version: kiln::messages::deploy_request::VERSION,
+            delivery_id: delivery_id.into(),
+            event: DeployEvent::Push,
+            repository: "Codertocat/Hello-World".into(),
+            clone_url: "https://github.com/Codertocat/Hello-World.git".into(),
+            git_ref: "refs/heads/main".into(),
+            sha: "f95f852bd8fca8fcc58a9a2d6c842781e32a215e".into(),
+            environment: "production".into(),
+            sender: "Codertocat".into(),
+            deployment_id: None,
+            requested_at: time::macros::datetime!(2026-11-22 10:00:00 UTC),
+        }
+    }
+
+    pub(super) async fn deps(
+        stack: &EcsStack,
+        proxy: &FaultProxy,
+    ) -> Deps<EcsTaskRunner, GitHubReporter<FakeSecrets>> {
+        let config = Config::from_env(&Env::from_pairs([
+            ("CLUSTER", stack.cluster_name.as_str()),
+            ("TASK_DEFINITION", stack.family.as_str()),
+            ("CONTAINER_NAME", stack.container_name.as_str()),
+            ("SUBNETS", stack.subnets_csv().as_str()),
+            ("SECURITY_GROUPS", stack.security_groups_csv().as_str()),
+        ]))
+        .unwrap();
+        let reporter =
+            GitHubReporter::new(&config.github_api_url, None, RetryPolicy::immediate(1)).unwrap();
+        Deps {
+            runner: EcsTaskRunner::new(aws_sdk_ecs::Client::new(&proxy.sdk_config().await)),
+            reporter,
+            metrics: Metrics::in_memory("deploy-exec"),
+            config,
+        }
+    }
+
+    pub(super) fn tokens(proxy: &FaultProxy) -> Vec<String> {
+        proxy
+            .calls_to("RunTask")
+            .iter()
+            .map(|c| {
+                let body: serde_json::Value = serde_json::from_slice(&c.request_body).unwrap();
+                body["clientToken"].as_str().unwrap_or_default().to_string()
+            })
+            .collect()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn run_task_starts_one_task_per_delivery_or_fails_the_invocation() {
+        let moto = Moto::start().await;
+        moto.freeze_ecs_tasks().await;
+        let aws = moto.aws().await;
+        let stack = aws.create_ecs("kiln-faults", "stack-updater").await;
+        let mut table = Vec::new();
+
+        for (case, plan) in plans(&["RunTask"]) {
+            let delivery = format!("delivery-{}", case.replace([' ', 'x'], "-"));
+            let proxy = FaultProxy::start(moto.endpoint(), plan).await;
+            let deps = deps(&stack, &proxy).await;
+            let topic = "arn:aws:sns:us-east-1:123456789012:kiln-deploy";
+            let event = sns_event(&[SnsNotification::new(topic, request(&delivery).to_json())]);
+            let result = handle(&deps, event.clone()).await;
+
+            let tasks_of = |tasks: Vec<aws_sdk_ecs::types::Task>| -> Vec<String> {
+                tasks
+                    .into_iter()
+                    .filter(|t| t.started_by() == Some(started_by(&delivery).as_str()))
+                    .filter_map(|t| t.task_arn().map(str::to_string))
+                    .collect()
+            };
+            let tasks = tasks_of(aws.describe_all_tasks(&stack.cluster_name).await);
+            let calls = proxy.calls_to("RunTask");
+            let lost = calls
+                .iter()
+                .filter(|c| c.fault.is_some_and(Fault::forwards))
+                .count();
+            let accepted = calls
+                .iter()
+                .filter(|c| c.upstream_status == Some(200))
+                .count();
+            assert_eq!(
+                tasks.len(),
+                accepted,
+                "{case}: moto's tasks match the RunTask calls it accepted"
+            );
+            match &result {
+                Ok(value) => {
+                    let arn = value["started"][0]["task_arn"].as_str().unwrap_or_default();
+                    assert!(
+                        tasks.iter().any(|t| t == arn),
+                        "{case}: reported {arn}, moto has {tasks:?}"
+                    );
+                }
+                Err(err) => assert_eq!(err.error_type(), "RunTaskFailed", "{case}: {err}"),
+            }
+            assert!(
+                tasks.len() <= 1 + lost,
+                "{case}: {} tasks, {lost} lost replies",
+                tasks.len()
+            );
+
+            // Lambda retries a failed invocation: with the faults gone, the
+            // retry starts (or, on ECS, finds) the task under the same token.
+            let mut retried = "";
+            if result.is_err() {
+                proxy.set_plan(FaultPlan::none());
+                let again = handle(&deps, event).await;
+                assert!(again.is_ok(), "{case}: the retry failed: {:?}", again.err());
+                retried = " retried ok";
+            }
+            let tokens = tokens(&proxy);
+            assert!(
+                tokens.iter().all(|t| *t == client_token(&delivery)),
+                "{case}: every RunTask of one delivery carries its clientToken: {tokens:?}"
+            );
+            table.push(format!(
+                "{case:<22} {:<8} RunTask calls {} (token reused by all), tasks on moto {}{retried}",
+                if result.is_ok() { "ok" } else { "failed" },
+                tokens.len(),
+                tasks_of(aws.describe_all_tasks(&stack.cluster_name).await).len(),
+            ));
+        }
+        println!("deploy-exec RunTask under faults:\n{}", table.join("\n"));
+    }
+}
