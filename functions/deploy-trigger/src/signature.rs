@@ -240,13 +240,12 @@ mod tests {
 
         #[test]
         fn sign_then_verify_round_trips(
-            secret in proptest::collection::vec(any::<u8>(), 0..80)
-                .prop_filter("utf-8 secrets", |s| std::str::from_utf8(s).is_ok()),
+            secret in ".{0,80}",
             body in proptest::collection::vec(any::<u8>(), 0..512),
         ) {
-            let header = sign(&secret, &body);
+            let header = sign(secret.as_bytes(), &body);
             let signature = parse_header(header.as_bytes()).unwrap();
-            let secret = SecretString::new(String::from_utf8(secret).unwrap());
+            let secret = SecretString::new(secret);
             prop_assert_eq!(verify(&body, &signature, std::slice::from_ref(&secret)), Some(0));
             let mut tampered = body.clone();
             tampered.push(b'x');
