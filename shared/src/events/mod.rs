@@ -26,8 +26,9 @@ use time::format_description::well_known::Rfc3339;
 pub enum Inbound {
     /// An SNS event (one or more records).
     Sns(sns::SnsEvent),
-    /// An EventBridge event (a rule target).
-    EventBridge(eventbridge::EventBridgeEvent),
+    /// An EventBridge event (a rule target). Boxed: it is ten times the
+    /// size of the SNS variant.
+    EventBridge(Box<eventbridge::EventBridgeEvent>),
 }
 
 /// Why an invocation payload is not an event kiln knows.
@@ -45,7 +46,7 @@ impl Inbound {
         }
         if value.get("detail-type").is_some() {
             return serde_json::from_value(value)
-                .map(Inbound::EventBridge)
+                .map(|event| Inbound::EventBridge(Box::new(event)))
                 .map_err(|e| {
                     UnrecognisedEvent(format!("an EventBridge event that does not decode: {e}"))
                 });
