@@ -310,8 +310,16 @@ mod tests {
                     .build()
             });
         use TaskStopCode::{EssentialContainerExited as Exited, TaskFailedToStart, UserInitiated};
+        /// id, group, stop code, minutes ago, container exit codes.
+        type Stopped = (
+            &'static str,
+            &'static str,
+            TaskStopCode,
+            i64,
+            &'static [(&'static str, i32)],
+        );
         #[rustfmt::skip]
-        let stopped: Vec<(&str, &str, TaskStopCode, i64, &[(&str, i32)])> = vec![
+        let stopped: Vec<Stopped> = vec![
             // Counted: a crash 3 minutes ago, a failed start 9 minutes ago.
             ("a", "service:app", Exited, 3, &[("app", 2)]),
             ("b", "service:app", TaskFailedToStart, 9, &[]),
