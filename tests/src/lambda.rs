@@ -9,8 +9,8 @@
 //! function's name), and the time from spawn to the first poll (init) and to
 //! the first answer (cold start) is recorded for the benchmarks.
 //!
-//! Binaries come from [`binary_path`]: the debug build, rebuilt once per
-//! test process so it is never stale, or `$KILN_BIN_DIR/<name>` as is.
+//! Binaries come from [`binary_path`]: the debug build, rebuilt when it is
+//! older than its sources, or `$KILN_BIN_DIR/<name>` as is.
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -785,9 +785,12 @@ pub fn bin_dir_override() -> Option<PathBuf> {
 }
 
 /// The binary of the function `name`: `$KILN_BIN_DIR/<name>` if that is set
-/// (used as is), otherwise the debug build in the target directory, built by
-/// `cargo build -p <name> --bin <name>` once per test process so it is never
-/// stale. Panics if it cannot be built.
+/// (used as is), otherwise the debug build in the target directory. That one
+/// is used as is when it is newer than everything it is built from (the
+/// workspace manifest and lock, the manifests and sources of `shared` and
+/// `functions/<name>`), as after `make test`; otherwise
+/// `cargo build -p <name> --bin <name>` runs, once per test process.
+/// Panics if it cannot be built.
 pub fn binary_path(name: &str) -> PathBuf {
     match try_binary_path(name) {
         Ok(path) => path,
@@ -818,7 +821,54 @@ pub fn try_binary_path(name: &str) -> Result<PathBuf, HarnessError> {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         Arc::clone(built.entry(name.to_string()).or_default())
     };
-    cell.get_or_init(|| build_debug_binary(name)).clone()
+    cell.get_or_init(|| {
+        let path = target_dir().join("debug").join(name);
+        if is_fresh(&path, name) {
+            Ok(path)
+        } else {
+            build_debug_binary(name)
+        }
+    })
+    .clone()
+}
+
+/// Whether `binary` is newer than every input of the function `name`.
+/// Building it anyway would be correct too, but `cargo build -p <name>`
+/// resolves features for that one package, unlike the workspace build that
+/// made the binary, so it would relink it on every test run.
+fn is_fresh(binary: &Path, name: &str) -> bool {
+    let root = workspace_root();
+    let function = root.join("functions").join(name);
+    let Ok(built) = std::fs::metadata(binary).and_then(|m| m.modified()) else {
+        return false;
+    };
+    if !function.is_dir() {
+        return false;
+    }
+    let inputs = [
+        root.join("Cargo.toml"),
+        root.join("Cargo.lock"),
+        root.join("shared/Cargo.toml"),
+        root.join("shared/src"),
+        function.join("Cargo.toml"),
+        function.join("src"),
+    ];
+    inputs
+        .iter()
+        .all(|input| newest_change(input).is_some_and(|t| t <= built))
+}
+
+/// The latest modification time of a file or of anything under a directory.
+fn newest_change(path: &Path) -> Option<SystemTime> {
+    let metadata = std::fs::metadata(path).ok()?;
+    let mut newest = metadata.modified().ok()?;
+    if metadata.is_dir() {
+        for entry in std::fs::read_dir(path).ok()? {
+            let entry = entry.ok()?;
+            newest = newest.max(newest_change(&entry.path())?);
+        }
+    }
+    Some(newest)
 }
 
 fn build_debug_binary(name: &str) -> Result<PathBuf, HarnessError> {
