@@ -16,6 +16,16 @@ fn echo() -> kiln_tests::lambda::LambdaBuilder {
     LambdaFunction::builder("echo-lambda").binary(ECHO)
 }
 
+async fn post(url: &str, content_type: &str, body: &'static str) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(url)
+        .header("content-type", content_type)
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn invoke_returns_the_response_with_lambda_context_and_env() {
     let function = echo().var("ECHO_EXTRA", "42").memory_mb(256).start().await;
@@ -128,31 +138,22 @@ async fn api_gateway_turns_http_into_payload_2_events() {
     let gateway = ApiGateway::start("/webhook", Arc::clone(&function))
         .await
         .unwrap();
-    let client = reqwest::Client::new();
-
-    let response = client
-        .post(gateway.url())
-        .header("content-type", "application/json")
-        .body("{\"a\":1}")
-        .send()
-        .await
-        .unwrap();
+    let response = post(&gateway.url(), "application/json", "{\"a\":1}").await;
     assert_eq!(response.status(), 201);
     assert_eq!(response.headers()["x-echo-method"], "POST");
     assert_eq!(response.text().await.unwrap(), "{\"a\":1}");
 
     // Not text: base64 on the way in, decoded on the way out.
-    let form = client
-        .post(gateway.url())
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body("payload=%7B%7D")
-        .send()
-        .await
-        .unwrap();
+    let form = post(
+        &gateway.url(),
+        "application/x-www-form-urlencoded",
+        "payload=%7B%7D",
+    )
+    .await;
     assert_eq!(form.status(), 201);
     assert_eq!(form.text().await.unwrap(), "payload=%7B%7D");
 
-    let missing = client
+    let missing = reqwest::Client::new()
         .get(format!("http://{}/nope", gateway.addr()))
         .send()
         .await
@@ -166,22 +167,10 @@ async fn api_gateway_answers_500_when_the_function_fails() {
     let gateway = ApiGateway::start("/webhook", Arc::clone(&function))
         .await
         .unwrap();
-    let response = reqwest::Client::new()
-        .post(gateway.url())
-        .header("content-type", "application/json")
-        .body("{}")
-        .send()
-        .await
-        .unwrap();
+    let response = post(&gateway.url(), "application/json", "{}").await;
     assert_eq!(response.status(), 201);
     function.kill();
-    let response = reqwest::Client::new()
-        .post(gateway.url())
-        .header("content-type", "application/json")
-        .body("{}")
-        .send()
-        .await
-        .unwrap();
+    let response = post(&gateway.url(), "application/json", "{}").await;
     assert_eq!(response.status(), 500);
 }
 
