@@ -65,6 +65,7 @@ STAR_RESOURCE_ACTIONS = {
     "ecr:GetAuthorizationToken",
     "autoscaling:DescribeAutoScalingGroups",
     "ecs:ListTasks",
+    "ecs:DescribeTaskDefinition",
 }
 
 KILN_METRICS = {"DeploysRequested", "DeploysStarted", "DeploysFinished", "ScaleDowns", "SlackDeliveries"}
