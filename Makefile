@@ -52,8 +52,8 @@ fmt: ## Format the code
 .PHONY: lint
 lint: cargo-deny ## cargo fmt --check, clippy -D warnings, and the supply-chain policy (deny.toml)
 	cargo fmt --all -- --check
-	cargo clippy --workspace --all-targets --locked -- -D warnings
-	cargo deny --locked check bans licenses sources
+	cargo clippy --workspace --all-targets -- -D warnings
+	cargo deny check bans licenses sources
 
 # cargo-deny goes into cargo's bin directory on first use (built once, in
 # its own target directory so later installs reuse it).
@@ -65,7 +65,7 @@ cargo-deny:
 
 .PHONY: audit
 audit: cargo-deny ## Check dependencies against the RustSec advisories (downloads the database: needs GitHub)
-	cargo deny --locked check advisories
+	cargo deny check advisories
 
 # Fuzzing: libFuzzer through cargo-fuzz, without a sanitizer (kiln is safe
 # Rust; what is looked for is panics, broken invariants and runaway memory),
@@ -89,15 +89,15 @@ fuzz: ## Fuzz each parser and renderer for FUZZ_SECONDS seconds (default 60): ma
 
 .PHONY: test
 test: lint $(VENV)/.installed check-templates ## Everything: lint, unit, integration and end-to-end tests, template checks
-	cargo $(TEST_RUNNER) --workspace --lib --bins --tests --locked
-	cargo test --workspace --doc --locked
+	cargo $(TEST_RUNNER) --workspace --lib --bins --tests
+	cargo test --workspace --doc
 
 .PHONY: run
 run: $(VENV)/.installed ## Run kiln's flow locally against an emulated AWS
-	cargo build --release --locked $(addprefix -p ,$(FUNCTIONS))
+	cargo build --release $(addprefix -p ,$(FUNCTIONS))
 	@# The functions run as the release builds Lambda would run; the host
 	@# around them is a debug build, shared with `make test`.
-	KILN_BIN_DIR=$(CARGO_TARGET_DIR)/release cargo run --locked -p kiln-tests --bin kiln-local -- run
+	KILN_BIN_DIR=$(CARGO_TARGET_DIR)/release cargo run -p kiln-tests --bin kiln-local -- run
 
 .PHONY: rustup-arm64
 rustup-arm64:
@@ -107,7 +107,7 @@ rustup-arm64:
 
 .PHONY: build
 build: $(VENV)/.installed rustup-arm64 ## Build the four arm64 Lambda zips (target/lambda/<function>/bootstrap.zip)
-	cargo lambda build --release --arm64 --output-format zip --locked $(addprefix -p ,$(FUNCTIONS))
+	cargo lambda build --release --arm64 --output-format zip $(addprefix -p ,$(FUNCTIONS))
 	@for f in $(FUNCTIONS); do ls -l $(CARGO_TARGET_DIR)/lambda/$$f/bootstrap.zip; done
 
 # ------------------------------------------------------- AWS (SAM, infra/)
