@@ -3,18 +3,7 @@
 
 use kiln::{ConfigError, Env};
 
-/// The environment variables kiln itself sets in the deploy container; a
-/// `TASK_ENVIRONMENT` entry may not reuse one of them.
-pub const CONTRACT_VARIABLES: [&str; 8] = [
-    "GIT_REMOTE",
-    "GIT_SHA",
-    "GIT_REF",
-    "GIT_TAG",
-    "STACK_ENV",
-    "DEPLOYMENT_ID",
-    "DELIVERY_ID",
-    "REPOSITORY",
-];
+use crate::task_request::vars;
 
 /// The public GitHub API.
 pub const DEFAULT_GITHUB_API_URL: &str = "https://api.github.com";
@@ -215,7 +204,7 @@ fn task_environment(env: &Env) -> Result<Vec<(String, String)>, ConfigError> {
                 ),
             ));
         }
-        if CONTRACT_VARIABLES.contains(&key.as_str()) {
+        if vars::ALL.contains(&key.as_str()) {
             return Err(ConfigError::malformed(
                 "TASK_ENVIRONMENT",
                 format!(

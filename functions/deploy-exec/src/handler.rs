@@ -197,6 +197,7 @@ async fn start_one<R: TaskRunner, G: DeploymentReporter>(
             environment = %request.environment,
             sha = %request.sha,
             event = request.event.as_str(),
+            last_status = started.last_status.as_deref().unwrap_or_default(),
             "deploy task started"
         );
     }
@@ -295,10 +296,6 @@ async fn finish_deployment<R: TaskRunner, G: DeploymentReporter>(
         );
         return Ok(json!({ "ignored": "the task carries no kiln deployment" }));
     };
-    match state {
-        DeployState::Success => deps.metrics.count(metric::DEPLOYS_SUCCEEDED, 1),
-        _ => deps.metrics.count(metric::DEPLOYS_FAILED, 1),
-    }
     tracing::info!(
         repository = %identity.repository,
         environment = %identity.environment,
@@ -323,6 +320,17 @@ async fn finish_deployment<R: TaskRunner, G: DeploymentReporter>(
     let result = deps.reporter.report(&update).await;
     log_report(deps, &result);
     let outcome = result.map_err(HandlerError::Report)?;
+    // A duplicate event finds the status already final: count each
+    // deployment once.
+    if outcome != ReportOutcome::AlreadyFinal {
+        deps.metrics.count(
+            match state {
+                DeployState::Success => metric::DEPLOYS_SUCCEEDED,
+                _ => metric::DEPLOYS_FAILED,
+            },
+            1,
+        );
+    }
     Ok(json!({
         "reported": match outcome {
             ReportOutcome::Posted => "posted",
@@ -345,7 +353,7 @@ mod tests {
     fn deps() -> Deps<FakeRunner, FakeReporter> {
         Deps {
             config: config(),
-            runner: FakeRunner::default(),
+            runner: FakeRunner::new(),
             reporter: FakeReporter::default(),
             metrics: Metrics::in_memory("deploy-exec"),
         }
@@ -475,7 +483,7 @@ mod tests {
         assert_eq!(updates[0].deployment_id, Some(145988746));
         assert_eq!(updates[0].repository, "Codertocat/Hello-World");
         assert_eq!(updates[0].description, "Deployed f95f852 to production");
-        assert_eq!(*deps.runner.describes.lock().unwrap(), 0);
+        assert_eq!(deps.runner.describes(), 0);
         assert_eq!(deps.metrics.total(metric::DEPLOYS_SUCCEEDED), 1.0);
     }
 
@@ -497,7 +505,7 @@ mod tests {
         let deps = deps();
         let mut event = fixture("synthetic/deploy-task-stopped-exit1.json");
         event["detail"]["overrides"] = Value::Null;
-        *deps.runner.details.lock().unwrap() = Some(Ok(Some(TaskDetails {
+        deps.runner.set_details(Ok(Some(TaskDetails {
             last_status: Some("STOPPED".into()),
             environment: vec![],
             tags: vec![
@@ -518,12 +526,12 @@ mod tests {
             "Deploy of f95f852 to staging failed: exit code 1 (EssentialContainerExited: Essential container in task exited)"
         );
         // A task ECS no longer knows, with nothing on the event: nothing to report.
-        *deps.runner.details.lock().unwrap() = Some(Ok(None));
+        deps.runner.set_details(Ok(None));
         let out = handle(&deps, event.clone()).await.unwrap();
         assert_eq!(out["ignored"], "the task carries no kiln deployment");
         assert_eq!(deps.metrics.total(metric::UNRECOGNISED_TASKS), 1.0);
         // DescribeTasks failing is retryable: the invocation fails.
-        *deps.runner.details.lock().unwrap() = Some(Err(DescribeError {
+        deps.runner.set_details(Err(DescribeError {
             task_arn: "t".into(),
             message: "ThrottlingException".into(),
         }));

@@ -245,38 +245,74 @@ where
     }
 }
 
-/// A fake runner for tests: records requests, answers from a script.
-#[cfg(test)]
-pub(crate) mod fake {
+/// An in-memory runner for tests: records requests, answers from a
+/// script, and otherwise starts a task.
+#[cfg(any(test, feature = "test-util"))]
+pub mod fake {
     use super::*;
     use std::collections::VecDeque;
-    use std::sync::Mutex;
+    use std::sync::{Mutex, MutexGuard};
 
     #[derive(Default)]
-    pub(crate) struct FakeRunner {
-        pub(crate) requests: Mutex<Vec<TaskRequest>>,
-        pub(crate) answers: Mutex<VecDeque<Result<StartedTask, RunTaskError>>>,
-        pub(crate) details: Mutex<Option<Result<Option<TaskDetails>, DescribeError>>>,
-        pub(crate) describes: Mutex<usize>,
+    pub struct FakeRunner {
+        task_arn: Option<String>,
+        requests: Mutex<Vec<TaskRequest>>,
+        answers: Mutex<VecDeque<Result<StartedTask, RunTaskError>>>,
+        details: Mutex<Option<Result<Option<TaskDetails>, DescribeError>>>,
+        describes: Mutex<usize>,
+    }
+
+    fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+        mutex
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     impl FakeRunner {
-        pub(crate) fn answer(&self, answer: Result<StartedTask, RunTaskError>) {
-            self.answers.lock().unwrap().push_back(answer);
+        /// Starts `…/task/kiln/task<N>` for the Nth request.
+        pub fn new() -> Self {
+            Self::default()
         }
-        pub(crate) fn requests(&self) -> Vec<TaskRequest> {
-            self.requests.lock().unwrap().clone()
+
+        /// Starts this task for every request.
+        pub fn always_starting(task_arn: &str) -> Self {
+            FakeRunner {
+                task_arn: Some(task_arn.to_string()),
+                ..Self::default()
+            }
+        }
+
+        /// The answer to the next RunTask, before the default.
+        pub fn answer(&self, answer: Result<StartedTask, RunTaskError>) {
+            lock(&self.answers).push_back(answer);
+        }
+
+        /// What DescribeTasks answers (by default: no such task).
+        pub fn set_details(&self, details: Result<Option<TaskDetails>, DescribeError>) {
+            *lock(&self.details) = Some(details);
+        }
+
+        pub fn requests(&self) -> Vec<TaskRequest> {
+            lock(&self.requests).clone()
+        }
+
+        pub fn describes(&self) -> usize {
+            *lock(&self.describes)
         }
     }
 
     impl TaskRunner for FakeRunner {
         async fn run_task(&self, request: &TaskRequest) -> Result<StartedTask, RunTaskError> {
-            let mut requests = self.requests.lock().unwrap();
-            requests.push(request.clone());
-            let n = requests.len();
-            self.answers.lock().unwrap().pop_front().unwrap_or_else(|| {
+            let n = {
+                let mut requests = lock(&self.requests);
+                requests.push(request.clone());
+                requests.len()
+            };
+            lock(&self.answers).pop_front().unwrap_or_else(|| {
                 Ok(StartedTask {
-                    task_arn: format!("arn:aws:ecs:us-east-1:123456789012:task/kiln/task{n}"),
+                    task_arn: self.task_arn.clone().unwrap_or_else(|| {
+                        format!("arn:aws:ecs:us-east-1:123456789012:task/kiln/task{n}")
+                    }),
                     last_status: Some("PROVISIONING".into()),
                     already_started: false,
                 })
@@ -289,8 +325,8 @@ pub(crate) mod fake {
             _task_arn: &str,
             _container_name: &str,
         ) -> Result<Option<TaskDetails>, DescribeError> {
-            *self.describes.lock().unwrap() += 1;
-            self.details.lock().unwrap().clone().unwrap_or(Ok(None))
+            *lock(&self.describes) += 1;
+            lock(&self.details).clone().unwrap_or(Ok(None))
         }
     }
 }

@@ -37,6 +37,18 @@ pub mod vars {
     pub const DEPLOYMENT_ID: &str = "DEPLOYMENT_ID";
     pub const DELIVERY_ID: &str = "DELIVERY_ID";
     pub const REPOSITORY: &str = "REPOSITORY";
+
+    /// Every variable kiln sets; `TASK_ENVIRONMENT` may not redefine one.
+    pub const ALL: [&str; 8] = [
+        GIT_REMOTE,
+        GIT_SHA,
+        GIT_REF,
+        GIT_TAG,
+        STACK_ENV,
+        DEPLOYMENT_ID,
+        DELIVERY_ID,
+        REPOSITORY,
+    ];
 }
 
 /// Everything RunTask needs, independent of the SDK.
