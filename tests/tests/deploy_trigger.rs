@@ -309,7 +309,9 @@ async fn bad_deliveries_get_their_status_and_publish_nothing() {
         headers
     };
 
-    let cases: Vec<(&str, Vec<(String, String)>, Vec<u8>, bool, u16)> = vec![
+    // (what is wrong, headers, body, base64-encoded, expected status)
+    type BadDelivery<'a> = (&'a str, Vec<(String, String)>, Vec<u8>, bool, u16);
+    let cases: Vec<BadDelivery> = vec![
         (
             "signed with another secret",
             other_secret,
