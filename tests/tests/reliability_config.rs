@@ -190,12 +190,14 @@ fn each_malformed_variable_is_named_and_its_value_not_echoed() {
 /// and with a secret pasted where an ARN belongs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_binary_fails_its_init_naming_the_variable() {
-    let mut cases: Vec<(
+    // (function, environment, variable expected in the error, value that must not appear)
+    type InitCase = (
         &'static str,
         Vec<(String, String)>,
         &'static str,
         Option<&'static str>,
-    )> = Vec::new();
+    );
+    let mut cases: Vec<InitCase> = Vec::new();
     for function in functions() {
         let valid: Vec<(String, String)> = function
             .valid
