@@ -332,3 +332,498 @@ mod deploy_exec_faults {
         println!("deploy-exec RunTask under faults:\n{}", table.join("\n"));
     }
 }
+
+// --- watchdog: Auto Scaling and the alert ---------------------------------
+
+mod watchdog_faults {
+    use super::*;
+    use kiln::{Alert, KilnError, Metrics};
+    use kiln_tests::aws::{Aws, SnsQueue};
+    use kiln_tests::fixtures::fixture_json;
+    use watchdog::crash_history::EcsTaskHistory;
+    use watchdog::retry::{Backoff, Deadline};
+    use watchdog::scaling::AsgClient;
+    use watchdog::{Config, Outcome, Watchdog};
+
+    /// A stopped task whose essential container exited 1.
+    pub(super) const CRASH: &str = "synthetic/ecs-task-stopped-essential-exit1.json";
+    const OPERATIONS: [&str; 4] = [
+        "DescribeAutoScalingGroups",
+        "SetDesiredCapacity",
+        "UpdateAutoScalingGroup",
+        "Publish",
+    ];
+
+    pub(super) type Function = Watchdog<AsgClient, EcsTaskHistory, SnsPublisher>;
+
+    pub(super) async fn watchdog(asg: &str, topic: &str, proxy: &FaultProxy) -> Function {
+        let sdk = proxy.sdk_config().await;
+        let config = Config::from_env(&kiln::Env::from_pairs([
+            ("ASG_NAME", asg),
+            ("ALERT_TOPIC_ARN", topic),
+        ]))
+        .unwrap();
+        Watchdog {
+            config,
+            autoscaling: AsgClient::new(aws_sdk_autoscaling::Client::new(&sdk)),
+            history: EcsTaskHistory::new(aws_sdk_ecs::Client::new(&sdk)),
+            publisher: SnsPublisher::new(aws_sdk_sns::Client::new(&sdk)),
+            metrics: Metrics::in_memory("watchdog"),
+            // watchdog's own retries, as in production but without the waits.
+            backoff: Backoff::immediate(8),
+            region: Some("us-east-1".into()),
+        }
+    }
+
+    pub(super) async fn alerts_for(queue: &SnsQueue, asg: &str) -> usize {
+        queue
+            .drain()
+            .await
+            .iter()
+            .filter_map(|e| Alert::from_json(&e.message).ok())
+            .filter(|a| a.field_value("Auto Scaling group") == Some(asg) || a.title.contains(asg))
+            .count()
+    }
+
+    pub(super) async fn desired(aws: &Aws, asg: &str) -> i32 {
+        aws.asg_capacity(asg).await.desired
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_crash_scales_the_group_to_zero_or_fails_the_invocation() {
+        let moto = Moto::start().await;
+        let aws = moto.aws().await;
+        let topic = aws.create_topic("faults-alerts").await;
+        let queue = aws.subscribe_queue(&topic).await;
+        let mut table = Vec::new();
+
+        for (index, (case, plan)) in plans(&OPERATIONS).into_iter().enumerate() {
+            let asg = format!("faults-asg-{index}");
+            aws.create_asg(&asg, 0, 2, 2).await;
+            let proxy = FaultProxy::start(moto.endpoint(), plan).await;
+            let function = watchdog(&asg, &topic, &proxy).await;
+            let now = time::OffsetDateTime::now_utc();
+            let result = function
+                .handle(fixture_json(CRASH), Deadline::NONE, now)
+                .await;
+            let scaled = desired(&aws, &asg).await == 0;
+            let alerts = alerts_for(&queue, &asg).await;
+            match &result {
+                Ok(Outcome::ScaledDown { .. }) => {
+                    assert!(scaled, "{case}: ScaledDown reported, group still up");
+                    assert!(
+                        alerts >= 1,
+                        "{case}: ScaledDown reported, no alert published"
+                    );
+                }
+                Ok(other) => panic!("{case}: a first crash gave {other:?}"),
+                Err(err) => assert!(
+                    ["ScalingFailed", "AlertPublishFailed"].contains(&err.error_type()),
+                    "{case}: {err}"
+                ),
+            }
+            table.push(format!(
+                "{case:<22} {:<20} desired 0: {scaled:<5} alerts {alerts} (AWS calls {})",
+                match &result {
+                    Ok(_) => "scaled_down".to_string(),
+                    Err(e) => e.error_type().to_string(),
+                },
+                proxy.calls().len()
+            ));
+        }
+        println!("watchdog under faults:\n{}", table.join("\n"));
+    }
+
+    /// The scale-down happened but the invocation failed (its reply was
+    /// lost every time, or the alert could not be published): Lambda's
+    /// retry finds the group at zero. The operator must still be told.
+    ///
+    /// Ignored: this fails today. The retried invocation answers
+    /// `already_zero` and sends nothing, so the alert of a real scale-down
+    /// is lost once the first invocation fails after scaling.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "known gap: a retried watchdog invocation that finds the group at zero sends no alert"]
+    async fn a_scale_down_is_never_left_without_its_alert() {
+        let moto = Moto::start().await;
+        let aws = moto.aws().await;
+        let topic = aws.create_topic("faults-lost-alert").await;
+        let queue = aws.subscribe_queue(&topic).await;
+        let cases = [
+            (
+                "SetDesiredCapacity reply lost",
+                FaultPlan::always(Fault::ResetAfter).on(&["SetDesiredCapacity"]),
+            ),
+            (
+                "alert publish failing",
+                FaultPlan::always(Fault::ServerError).on(&["Publish"]),
+            ),
+        ];
+        for (index, (case, plan)) in cases.into_iter().enumerate() {
+            let asg = format!("lost-alert-asg-{index}");
+            aws.create_asg(&asg, 0, 2, 2).await;
+            let proxy = FaultProxy::start(moto.endpoint(), plan).await;
+            let function = watchdog(&asg, &topic, &proxy).await;
+            let now = time::OffsetDateTime::now_utc();
+            let first = function
+                .handle(fixture_json(CRASH), Deadline::NONE, now)
+                .await;
+            assert!(first.is_err(), "{case}: the first invocation should fail");
+            assert_eq!(desired(&aws, &asg).await, 0, "{case}: the group was scaled");
+            // Lambda's two retries, the fault gone.
+            proxy.set_plan(FaultPlan::none());
+            for _ in 0..2 {
+                let _ = function
+                    .handle(fixture_json(CRASH), Deadline::NONE, now)
+                    .await;
+            }
+            assert!(
+                alerts_for(&queue, &asg).await >= 1,
+                "{case}: the group went to zero and nobody was told"
+            );
+        }
+    }
+}
+
+// --- Slack: alert-forwarder against a scripted webhook ----------------------
+
+mod slack_faults {
+    use super::*;
+    use alert_forwarder::clock::SystemClock;
+    use alert_forwarder::refire::{AlarmInAlarm, AlarmSource, AlarmSourceError};
+    use alert_forwarder::slack::{ReqwestWebhook, RetryPolicy};
+    use alert_forwarder::{Config, Forwarder};
+    use kiln::secrets::fake::FakeSecrets;
+    use kiln::{Env, KilnError, Metrics, SecretCache, VersionStage};
+    use kiln_tests::fixtures::{SnsNotification, sns_event};
+    use kiln_tests::http::{RecordingServer, Reply};
+    use lambda_runtime::{Context, LambdaEvent};
+
+    const WEBHOOK_ARN: &str =
+        "arn:aws:secretsmanager:us-east-1:123456789012:secret:kiln/slack-AbCdEf";
+    const ATTEMPTS: u32 = 3;
+
+    struct NoAlarms;
+
+    impl AlarmSource for NoAlarms {
+        async fn alarms_in_alarm(
+            &self,
+            _prefix: Option<&str>,
+        ) -> Result<Vec<AlarmInAlarm>, AlarmSourceError> {
+            Ok(Vec::new())
+        }
+    }
+
+    fn forwarder(
+        slack: &RecordingServer,
+    ) -> Forwarder<ReqwestWebhook, FakeSecrets, NoAlarms, SystemClock> {
+        let url = slack.url_for("/services/T0/B0/faults");
+        let mut forwarder = Forwarder::new(
+            Config::from_env(&Env::from_pairs([(
+                "SLACK_WEBHOOK_SECRET_ARN",
+                WEBHOOK_ARN,
+            )]))
+            .unwrap(),
+            SecretCache::new(FakeSecrets::new().with(WEBHOOK_ARN, VersionStage::Current, &url)),
+            ReqwestWebhook::new().unwrap(),
+            NoAlarms,
+            SystemClock,
+            Metrics::in_memory("alert-forwarder"),
+        );
+        forwarder.policy = RetryPolicy {
+            attempts: ATTEMPTS,
+            backoff: Duration::from_millis(5),
+            max_backoff: Duration::from_millis(20),
+            default_retry_after: Duration::from_millis(5),
+            request_timeout: Duration::from_millis(500),
+            reserve: Duration::ZERO,
+        };
+        forwarder
+    }
+
+    fn ok() -> Reply {
+        Reply::text(200, "ok")
+    }
+
+    fn storm(reply: Reply) -> Vec<Reply> {
+        vec![reply; ATTEMPTS as usize]
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn slack_failures_are_retried_or_surfaced_never_reported_as_sent() {
+        let slow = ok().delay(Duration::from_secs(2));
+        let cases: Vec<(&str, Vec<Reply>, Option<&str>)> = vec![
+            (
+                "5xx once",
+                vec![Reply::text(500, "internal_error"), ok()],
+                None,
+            ),
+            (
+                "connection dropped once",
+                vec![Reply::drop_connection(), ok()],
+                None,
+            ),
+            ("slow reply once", vec![slow, ok()], None),
+            (
+                "429 once",
+                vec![
+                    Reply::text(429, "rate_limited").header("retry-after", "0"),
+                    ok(),
+                ],
+                None,
+            ),
+            (
+                "429 storm",
+                storm(Reply::text(429, "rate_limited").header("retry-after", "0")),
+                Some("SlackRateLimited"),
+            ),
+            (
+                "429 asking for an hour",
+                vec![Reply::text(429, "rate_limited").header("retry-after", "3600")],
+                Some("SlackRateLimited"),
+            ),
+            (
+                "5xx storm",
+                storm(Reply::text(503, "service_unavailable")),
+                Some("SlackUnavailable"),
+            ),
+            (
+                "drop storm",
+                storm(Reply::drop_connection()),
+                Some("SlackUnavailable"),
+            ),
+            (
+                "404 no_service",
+                vec![Reply::text(404, "no_service")],
+                Some("SlackRejected"),
+            ),
+        ];
+        let mut table = Vec::new();
+        for (case, replies, expected_error) in cases {
+            let slack = RecordingServer::start_with_default(ok()).await;
+            slack.push_all(replies.clone());
+            let forwarder = forwarder(&slack);
+            let event = sns_event(&[SnsNotification::new(
+                "arn:aws:sns:us-east-1:123456789012:kiln-alerts",
+                format!("alert for {case}"),
+            )]);
+            let result = forwarder
+                .handle(LambdaEvent::new(event.clone(), Context::default()))
+                .await;
+            let attempts = slack.request_count();
+            // A request Slack answered 2xx was posted, even when the reply
+            // came too late for the client.
+            let answered_ok = replies
+                .iter()
+                .chain(std::iter::repeat(&ok()))
+                .take(attempts)
+                .filter(|r| r.status == 200 && !r.drop_connection)
+                .count();
+            match (&result, expected_error) {
+                (Ok(outcome), None) => {
+                    assert_eq!(outcome.posted, 1, "{case}");
+                    assert!(
+                        answered_ok >= 1,
+                        "{case}: reported posted, Slack accepted nothing"
+                    );
+                }
+                (Err(err), Some(expected)) => {
+                    assert_eq!(err.error_type(), expected, "{case}: {err}");
+                    assert_eq!(
+                        answered_ok, 0,
+                        "{case}: failure reported for a posted message"
+                    );
+                }
+                (other, _) => panic!("{case}: {other:?}"),
+            }
+            assert!(attempts <= ATTEMPTS as usize, "{case}: {attempts} attempts");
+            // Lambda's retry once Slack is back posts it.
+            let mut retried = "";
+            if result.is_err() {
+                let again = forwarder
+                    .handle(LambdaEvent::new(event, Context::default()))
+                    .await;
+                assert!(again.is_ok(), "{case}: {again:?}");
+                retried = ", Lambda retry posted it";
+            }
+            table.push(format!(
+                "{case:<24} {:<17} requests {attempts}, accepted by Slack {answered_ok}{retried}",
+                result
+                    .as_ref()
+                    .map(|_| "posted".to_string())
+                    .unwrap_or_else(|e| e.error_type().to_string()),
+            ));
+        }
+        println!("Slack under faults:\n{}", table.join("\n"));
+    }
+}
+
+// --- GitHub: deploy-exec's final status against a scripted API ---------------
+
+mod github_faults {
+    use super::*;
+    use deploy_exec::github::{GitHubReporter, RetryPolicy};
+    use deploy_exec::runner::{DescribeError, RunTaskError, StartedTask, TaskDetails, TaskRunner};
+    use deploy_exec::task_request::TaskRequest;
+    use deploy_exec::{Config, Deps, handle};
+    use kiln::secrets::fake::FakeSecrets;
+    use kiln::{Env, KilnError, Metrics, SecretCache, VersionStage};
+    use kiln_tests::fixtures::fixture_json;
+    use kiln_tests::http::{RecordingServer, Reply};
+    use std::collections::VecDeque;
+    use std::sync::{Arc, Mutex};
+
+    const TOKEN_ARN: &str =
+        "arn:aws:secretsmanager:us-west-2:111122223333:secret:kiln/github-token-AbCdEf";
+
+    struct NoEcs;
+
+    impl TaskRunner for NoEcs {
+        async fn run_task(&self, _: &TaskRequest) -> Result<StartedTask, RunTaskError> {
+            Err(RunTaskError::NoTask)
+        }
+        async fn describe_task(
+            &self,
+            _: &str,
+            _: &str,
+            _: &str,
+        ) -> Result<Option<TaskDetails>, DescribeError> {
+            Ok(None)
+        }
+    }
+
+    /// GitHub: statuses listed back empty; POSTs answered from `script`,
+    /// then 201.
+    async fn github(script: Vec<Reply>) -> (RecordingServer, Arc<Mutex<Vec<u16>>>) {
+        let server = RecordingServer::start().await;
+        let script = Mutex::new(VecDeque::from(script));
+        let answered: Arc<Mutex<Vec<u16>>> = Arc::default();
+        let answered_in = Arc::clone(&answered);
+        server.respond_with(move |request| {
+            if request.method == "GET" {
+                return Some(Reply::json(200, &serde_json::json!([])));
+            }
+            let reply = script
+                .lock()
+                .unwrap()
+                .pop_front()
+                .unwrap_or_else(|| Reply::json(201, &serde_json::json!({"id": 1})));
+            if !reply.drop_connection {
+                answered_in.lock().unwrap().push(reply.status);
+            }
+            Some(reply)
+        });
+        (server, answered)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_final_status_is_posted_or_the_invocation_fails() {
+        let created = || Reply::json(201, &serde_json::json!({"id": 1}));
+        let cases: Vec<(&str, Vec<Reply>, bool)> = vec![
+            (
+                "5xx once",
+                vec![Reply::text(502, "Bad Gateway"), created()],
+                true,
+            ),
+            (
+                "connection dropped once",
+                vec![Reply::drop_connection(), created()],
+                true,
+            ),
+            (
+                "slow reply",
+                vec![created().delay(Duration::from_millis(800))],
+                true,
+            ),
+            (
+                "429 with retry-after 0",
+                vec![
+                    Reply::text(429, "slow down").header("retry-after", "0"),
+                    created(),
+                ],
+                true,
+            ),
+            (
+                "401 (token rotated) once",
+                vec![Reply::text(401, "Bad credentials"), created()],
+                true,
+            ),
+            ("5xx storm", vec![Reply::text(500, "boom"); 3], false),
+            (
+                "secondary rate limit for an hour",
+                vec![Reply::text(403, "limit").header("retry-after", "3600")],
+                false,
+            ),
+            (
+                "422 validation failed",
+                vec![Reply::text(422, "Validation Failed")],
+                false,
+            ),
+        ];
+        let mut table = Vec::new();
+        for (case, script, posts) in cases {
+            let (server, answered) = github(script).await;
+            let config = Config::from_env(&Env::from_pairs([
+                ("CLUSTER", "kiln"),
+                ("TASK_DEFINITION", "kiln-stack-updater:3"),
+                ("CONTAINER_NAME", "stack-updater"),
+                ("SUBNETS", "subnet-1"),
+                ("SECURITY_GROUPS", "sg-1"),
+                ("GITHUB_TOKEN_SECRET_ARN", TOKEN_ARN),
+                ("GITHUB_API_URL", server.url().as_str()),
+            ]))
+            .unwrap();
+            let secrets =
+                Arc::new(FakeSecrets::new().with(TOKEN_ARN, VersionStage::Current, "ghp_faults"));
+            let deps = Deps {
+                reporter: GitHubReporter::new(
+                    &config.github_api_url,
+                    Some((TOKEN_ARN.to_string(), SecretCache::new(secrets))),
+                    RetryPolicy::immediate(3),
+                )
+                .unwrap(),
+                runner: NoEcs,
+                metrics: Metrics::in_memory("deploy-exec"),
+                config,
+            };
+            let result = handle(
+                &deps,
+                fixture_json("synthetic/deploy-task-stopped-exit0.json"),
+            )
+            .await;
+            let accepted = answered
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|s| **s == 201)
+                .count();
+            match &result {
+                Ok(value) => {
+                    assert!(posts, "{case}: expected a failure, got {value}");
+                    assert_eq!(value["reported"], "posted", "{case}");
+                    assert!(
+                        accepted >= 1,
+                        "{case}: reported posted, GitHub accepted nothing"
+                    );
+                }
+                Err(err) => {
+                    assert!(!posts, "{case}: {err}");
+                    assert_eq!(err.error_type(), "GitHubReportFailed", "{case}");
+                    assert_eq!(accepted, 0, "{case}: failure reported for a posted status");
+                }
+            }
+            let posts_sent = server
+                .requests()
+                .iter()
+                .filter(|r| r.method == "POST")
+                .count();
+            table.push(format!(
+                "{case:<34} {:<19} POSTs {posts_sent}, accepted {accepted}",
+                result
+                    .as_ref()
+                    .map(|_| "posted".to_string())
+                    .unwrap_or_else(|e| e.error_type().to_string()),
+            ));
+        }
+        println!("GitHub under faults:\n{}", table.join("\n"));
+    }
+}
