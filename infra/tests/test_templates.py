@@ -350,7 +350,12 @@ def test_watchdog_may_scale_only_its_one_group():
     statements_ = [st for _, sts in role_statements(cfn("watchdog.yaml")) for st in sts]
     writes = [st for st in statements_ if any(a.startswith("autoscaling:") and "Describe" not in a for a in as_list(st["Action"]))]
     assert len(writes) == 1
-    assert set(as_list(writes[0]["Action"])) == {"autoscaling:SetDesiredCapacity", "autoscaling:UpdateAutoScalingGroup"}
+    assert set(as_list(writes[0]["Action"])) == {
+        "autoscaling:SetDesiredCapacity",
+        "autoscaling:UpdateAutoScalingGroup",
+        "autoscaling:CreateOrUpdateTags",
+        "autoscaling:DeleteTags",
+    }
     assert "autoScalingGroupName/${AsgName}" in writes[0]["Resource"]["Fn::Sub"]
 
 

@@ -33,6 +33,21 @@ impl SecretString {
     pub fn expose(&self) -> &str {
         &self.0
     }
+
+    /// `text` with every occurrence of the secret (as stored, and trimmed)
+    /// replaced by `[redacted]`: for text from elsewhere that might quote it
+    /// back, such as an HTTP error body, before it goes into a log or an
+    /// error. Secrets shorter than 8 characters are not searched for, so a
+    /// trivial value cannot blank out ordinary words.
+    pub fn scrub<'a>(&self, text: &'a str) -> std::borrow::Cow<'a, str> {
+        let mut scrubbed = std::borrow::Cow::Borrowed(text);
+        for needle in [self.0.as_ref(), self.0.trim()] {
+            if needle.len() >= 8 && scrubbed.contains(needle) {
+                scrubbed = std::borrow::Cow::Owned(scrubbed.replace(needle, "[redacted]"));
+            }
+        }
+        scrubbed
+    }
 }
 
 impl fmt::Debug for SecretString {
@@ -322,6 +337,23 @@ pub mod fake {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn scrub_removes_the_secret_from_quoted_text() {
+        let token = SecretString::new("ghp_16C7e42F292c6912E7710c838347Ae178B4a\n");
+        assert_eq!(
+            token.scrub(
+                "bad request: Authorization: Bearer ghp_16C7e42F292c6912E7710c838347Ae178B4a"
+            ),
+            "bad request: Authorization: Bearer [redacted]"
+        );
+        assert!(matches!(
+            token.scrub("nothing to see"),
+            std::borrow::Cow::Borrowed("nothing to see")
+        ));
+        // Too short to search for safely.
+        assert_eq!(SecretString::new("abc").scrub("abcdef"), "abcdef");
+    }
+
     use super::fake::FakeSecrets;
     use super::*;
 

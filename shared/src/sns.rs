@@ -144,6 +144,13 @@ pub mod fake {
             }
         }
 
+        /// Later publishes succeed again.
+        pub fn succeed(&self) {
+            if let Ok(mut f) = self.fail_with.lock() {
+                *f = None;
+            }
+        }
+
         pub fn published(&self) -> Vec<(String, OutboundMessage)> {
             self.published.lock().map(|p| p.clone()).unwrap_or_default()
         }

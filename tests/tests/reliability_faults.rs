@@ -347,11 +347,13 @@ mod watchdog_faults {
 
     /// A stopped task whose essential container exited 1.
     pub(super) const CRASH: &str = "synthetic/ecs-task-stopped-essential-exit1.json";
-    const OPERATIONS: [&str; 4] = [
+    const OPERATIONS: [&str; 6] = [
         "DescribeAutoScalingGroups",
+        "CreateOrUpdateTags",
         "SetDesiredCapacity",
         "UpdateAutoScalingGroup",
         "Publish",
+        "DeleteTags",
     ];
 
     pub(super) type Function = Watchdog<AsgClient, EcsTaskHistory, SnsPublisher>;
@@ -436,13 +438,9 @@ mod watchdog_faults {
 
     /// The scale-down happened but the invocation failed (its reply was
     /// lost every time, or the alert could not be published): Lambda's
-    /// retry finds the group at zero. The operator must still be told.
-    ///
-    /// Ignored: this fails today. The retried invocation answers
-    /// `already_zero` and sends nothing, so the alert of a real scale-down
-    /// is lost once the first invocation fails after scaling.
+    /// retry finds the group at zero, and the pending-alert tag makes it
+    /// send the alert. The operator is told exactly once.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    #[ignore = "known gap: a retried watchdog invocation that finds the group at zero sends no alert"]
     async fn a_scale_down_is_never_left_without_its_alert() {
         let moto = Moto::start().await;
         let aws = moto.aws().await;
@@ -476,9 +474,10 @@ mod watchdog_faults {
                     .handle(fixture_json(CRASH), Deadline::NONE, now)
                     .await;
             }
-            assert!(
-                alerts_for(&queue, &asg).await >= 1,
-                "{case}: the group went to zero and nobody was told"
+            assert_eq!(
+                alerts_for(&queue, &asg).await,
+                1,
+                "{case}: the group went to zero: one alert, no more, no less"
             );
         }
     }

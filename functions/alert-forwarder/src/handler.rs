@@ -60,11 +60,11 @@ pub enum HandlerError {
 }
 
 fn describe(failures: &[(String, HandlerError)]) -> String {
-    failures
-        .iter()
-        .map(|(label, err)| format!("{label}: {err}"))
-        .collect::<Vec<_>>()
-        .join("; ")
+    kiln::error::name_failures(
+        failures
+            .iter()
+            .map(|(label, err)| format!("{label}: {err}")),
+    )
 }
 
 impl KilnError for HandlerError {
@@ -235,7 +235,7 @@ where
                     bytes = body.len(),
                     "posted to Slack"
                 );
-                self.metrics.count("MessagesPosted", 1);
+                self.metrics.count("SlackDeliveries", 1);
                 if delivered.attempts > 1 {
                     self.metrics
                         .count("SlackRetries", u64::from(delivered.attempts - 1));

@@ -358,6 +358,9 @@ impl<F: SecretFetcher + 'static> GitHubReporter<F> {
                     continue;
                 }
             }
+            // An error body may quote the request back (a proxy in front of
+            // GitHub, say): never let the token into a log or an error.
+            let text = token.scrub(&text);
             let message = format!("answered {status}: {}", truncate_chars(text.trim(), 200));
             match self
                 .retry

@@ -76,7 +76,7 @@ pub struct RecordFailure {
 pub enum HandlerError {
     #[error("{0}")]
     UnsupportedEvent(String),
-    #[error("{} of {total} records failed: {}", failures.len(), join(failures))]
+    #[error("{} of {total} records failed: {}", failures.len(), kiln::error::name_failures(failures))]
     Records {
         total: usize,
         failures: Vec<RecordFailure>,
@@ -85,14 +85,6 @@ pub enum HandlerError {
     TaskLookup(#[from] DescribeError),
     #[error("reporting the end of the deployment failed: {0}")]
     Report(#[source] ReportError),
-}
-
-fn join(failures: &[RecordFailure]) -> String {
-    failures
-        .iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join("; ")
 }
 
 impl KilnError for HandlerError {

@@ -13,7 +13,7 @@ use crate::alert::{self, Cause, ScaledGroup};
 use crate::config::Config;
 use crate::crash_history::{self, EcsError, TaskHistory};
 use crate::retry::{Backoff, Deadline, Exhausted, retry};
-use crate::scaling::{AutoScaling, ScaleDown, ScaleDownError, scale_to_zero};
+use crate::scaling::{AutoScaling, ScaleDown, ScaleDownError, ScalingError, scale_to_zero};
 use crate::trigger::{self, ContainerExit, Rules, StoppedTask, Trigger, Verdict};
 
 /// What an invocation did; the Lambda response.
@@ -31,6 +31,15 @@ pub enum Outcome {
     /// The group was already at zero: no change, no alert.
     AlreadyZero { asg: String },
     ScaledDown {
+        asg: String,
+        desired_before: i32,
+        min_size_before: i32,
+        alert_message_id: String,
+    },
+    /// The group was at zero with its alert still pending: an earlier
+    /// invocation scaled it and failed before publishing. The alert was sent
+    /// now.
+    PendingAlertSent {
         asg: String,
         desired_before: i32,
         min_size_before: i32,
@@ -200,7 +209,7 @@ impl<A: AutoScaling, H: TaskHistory, P: Publisher> Watchdog<A, H, P> {
         now: OffsetDateTime,
     ) -> Result<Outcome, HandlerError> {
         let asg = self.config.asg_name.as_str();
-        let (before, after) =
+        let (before, after, tagged, resumed) =
             match scale_to_zero(&self.autoscaling, asg, &self.backoff, deadline).await {
                 Ok(ScaleDown::AlreadyZero(_)) => {
                     tracing::info!(asg, "desired capacity already 0: nothing to do");
@@ -209,20 +218,36 @@ impl<A: AutoScaling, H: TaskHistory, P: Publisher> Watchdog<A, H, P> {
                         asg: asg.to_string(),
                     });
                 }
-                Ok(ScaleDown::ScaledDown { before, after }) => (before, after),
+                Ok(ScaleDown::AlertPending { before, now }) => {
+                    tracing::warn!(
+                        asg,
+                        desired_before = before.desired,
+                        min_size_before = before.min_size,
+                        "desired capacity already 0, but the alert of that scale-down was never \
+                         published: publishing it now"
+                    );
+                    (before, now, true, true)
+                }
+                Ok(ScaleDown::ScaledDown {
+                    before,
+                    after,
+                    marked,
+                }) => {
+                    tracing::warn!(
+                        asg,
+                        desired_before = before.desired,
+                        min_size_before = before.min_size,
+                        "scaled to zero"
+                    );
+                    self.metrics.count("ScaleDowns", 1);
+                    (before, after, marked, false)
+                }
                 Err(err) => {
                     tracing::error!(asg, error = %err, "scaling down failed");
                     self.metrics.count("ScaleDownFailed", 1);
                     return Err(err.into());
                 }
             };
-        tracing::warn!(
-            asg,
-            desired_before = before.desired,
-            min_size_before = before.min_size,
-            "scaled to zero"
-        );
-        self.metrics.count("ScaleDowns", 1);
 
         let group = ScaledGroup {
             name: asg,
@@ -241,8 +266,8 @@ impl<A: AutoScaling, H: TaskHistory, P: Publisher> Watchdog<A, H, P> {
             ..OutboundMessage::default()
         };
         let topic = self.config.alert_topic_arn.as_str();
-        // The group is at zero now, so a retried invocation would find
-        // nothing to do and never send this alert: try hard here instead.
+        // Try hard here: a failure leaves the pending-alert tag for Lambda's
+        // retry to find, but each retry is minutes away.
         let published = retry(
             &self.backoff,
             deadline,
@@ -253,15 +278,30 @@ impl<A: AutoScaling, H: TaskHistory, P: Publisher> Watchdog<A, H, P> {
         match published {
             Ok(message_id) => {
                 self.metrics.count("AlertPublished", 1);
-                Ok(Outcome::ScaledDown {
-                    asg: asg.to_string(),
-                    desired_before: before.desired,
-                    min_size_before: before.min_size,
-                    alert_message_id: message_id,
+                if tagged {
+                    self.clear_alert_pending(asg, deadline).await;
+                }
+                let (asg, desired_before, min_size_before) =
+                    (asg.to_string(), before.desired, before.min_size);
+                Ok(if resumed {
+                    Outcome::PendingAlertSent {
+                        asg,
+                        desired_before,
+                        min_size_before,
+                        alert_message_id: message_id,
+                    }
+                } else {
+                    Outcome::ScaledDown {
+                        asg,
+                        desired_before,
+                        min_size_before,
+                        alert_message_id: message_id,
+                    }
                 })
             }
             Err(Exhausted { error, attempts }) => {
-                // The alert still reaches the logs.
+                // The alert still reaches the logs, and the tag makes the
+                // retry send it.
                 tracing::error!(alert = %message.body, error = %error, "alert not sent");
                 self.metrics.count("AlertPublishFailed", 1);
                 Err(HandlerError::Alert {
@@ -270,6 +310,30 @@ impl<A: AutoScaling, H: TaskHistory, P: Publisher> Watchdog<A, H, P> {
                     attempts,
                 })
             }
+        }
+    }
+
+    /// Removes the pending-alert tag once the alert is out. A failure is
+    /// logged, not returned: the alert was sent, and the worst a stale tag
+    /// does is send it once more when the next event finds the group at zero.
+    async fn clear_alert_pending(&self, asg: &str, deadline: Deadline) {
+        let cleared = retry(
+            &self.backoff,
+            deadline,
+            |e: &ScalingError| e.retryable,
+            || self.autoscaling.clear_alert_pending(asg),
+        )
+        .await;
+        if let Err(Exhausted { error, attempts }) = cleared {
+            tracing::warn!(
+                asg,
+                error = %error,
+                attempts,
+                tag = crate::scaling::ALERT_PENDING_TAG,
+                "alert sent, but the pending-alert tag could not be removed: the next event \
+                 that finds the group at zero sends the alert again"
+            );
+            self.metrics.count("AlertTagNotCleared", 1);
         }
     }
 }
@@ -476,6 +540,29 @@ mod tests {
             )
         );
         assert_eq!(w.autoscaling.capacity().unwrap().desired, 0);
+
+        // Lambda's retry, SNS working again: the group is at zero, but the
+        // tag says its alert is missing, so it is sent now; once.
+        w.publisher.succeed();
+        let retried = w.handle(crash_event(), Deadline::NONE, NOW).await.unwrap();
+        assert_eq!(
+            retried,
+            Outcome::PendingAlertSent {
+                asg: "kiln-app".into(),
+                desired_before: 1,
+                min_size_before: 0,
+                alert_message_id: "fake-message-1".into(),
+            }
+        );
+        let published = w.publisher.published();
+        assert_eq!(published.len(), 1);
+        let alert = kiln::Alert::from_json(&published[0].1.body).unwrap();
+        assert_eq!(alert.field_value("Desired capacity"), Some("1 → 0"));
+        assert_eq!(w.autoscaling.alert_pending(), None);
+        let again = w.handle(crash_event(), Deadline::NONE, NOW).await.unwrap();
+        assert!(matches!(again, Outcome::AlreadyZero { .. }), "{again:?}");
+        assert_eq!(w.publisher.published().len(), 1);
+        assert_eq!(w.metrics.total("ScaleDowns"), 1.0);
     }
 
     #[tokio::test]

@@ -10,6 +10,13 @@
 //! Busy-group errors and throttling are retried within the invocation's
 //! remaining time ([`crate::retry`]); AccessDenied, ValidationError and the
 //! like fail at once with AWS's message.
+//!
+//! The alert must not be lost between the scale-down and its publication: a
+//! retried invocation finds the group at zero and would have nothing to do.
+//! So before scaling, the group gets the tag [`ALERT_PENDING_TAG`] holding
+//! the capacity it had; the tag is removed once the alert is published. A
+//! group found at zero *with* the tag is [`ScaleDown::AlertPending`]: an
+//! earlier invocation scaled it and failed before its alert went out.
 
 use std::future::Future;
 
@@ -23,6 +30,53 @@ pub struct Capacity {
     pub min_size: i32,
     pub desired: i32,
     pub max_size: i32,
+}
+
+/// The tag that marks a group scaled to zero whose alert is not yet
+/// published; its value is the capacity before, as [`Capacity::to_tag`]
+/// writes it.
+pub const ALERT_PENDING_TAG: &str = "kiln:watchdog:alert-pending";
+
+impl Capacity {
+    /// `min=1 desired=2 max=4`: the value of [`ALERT_PENDING_TAG`].
+    pub fn to_tag(self) -> String {
+        format!(
+            "min={} desired={} max={}",
+            self.min_size, self.desired, self.max_size
+        )
+    }
+
+    /// Reads [`Capacity::to_tag`]'s format back; `None` for anything else
+    /// (a tag edited by hand).
+    pub fn from_tag(value: &str) -> Option<Capacity> {
+        let mut min_size = None;
+        let mut desired = None;
+        let mut max_size = None;
+        for pair in value.split_whitespace() {
+            let (key, number) = pair.split_once('=')?;
+            let number: i32 = number.parse().ok()?;
+            let slot = match key {
+                "min" => &mut min_size,
+                "desired" => &mut desired,
+                "max" => &mut max_size,
+                _ => return None,
+            };
+            *slot = Some(number);
+        }
+        Some(Capacity {
+            min_size: min_size?,
+            desired: desired?,
+            max_size: max_size?,
+        })
+    }
+}
+
+/// A group as watchdog sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Group {
+    pub capacity: Capacity,
+    /// The capacity recorded by [`ALERT_PENDING_TAG`], when the tag is set.
+    pub alert_pending: Option<Capacity>,
 }
 
 /// A failed Auto Scaling call.
@@ -50,13 +104,28 @@ const TRANSIENT_CODES: &[&str] = &[
     "InternalFailure",
 ];
 
-/// The port: the three Auto Scaling calls watchdog makes.
+/// The port: the Auto Scaling calls watchdog makes.
 pub trait AutoScaling: Send + Sync {
-    /// The group's capacity, or `None` when no group has that name.
+    /// The group's capacity and pending-alert tag, or `None` when no group
+    /// has that name.
     fn describe(
         &self,
         group: &str,
-    ) -> impl Future<Output = Result<Option<Capacity>, ScalingError>> + Send;
+    ) -> impl Future<Output = Result<Option<Group>, ScalingError>> + Send;
+
+    /// Sets [`ALERT_PENDING_TAG`] to `before` (`CreateOrUpdateTags`, not
+    /// propagated to instances).
+    fn mark_alert_pending(
+        &self,
+        group: &str,
+        before: Capacity,
+    ) -> impl Future<Output = Result<(), ScalingError>> + Send;
+
+    /// Removes [`ALERT_PENDING_TAG`] (`DeleteTags`).
+    fn clear_alert_pending(
+        &self,
+        group: &str,
+    ) -> impl Future<Output = Result<(), ScalingError>> + Send;
 
     /// `SetDesiredCapacity(0)` with `HonorCooldown` false.
     fn set_desired_zero(
@@ -74,10 +143,20 @@ pub trait AutoScaling: Send + Sync {
 /// What scaling down did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ScaleDown {
-    /// Desired capacity was already 0: nothing changed.
+    /// Desired capacity was already 0 and no alert is pending: nothing
+    /// changed.
     AlreadyZero(Capacity),
+    /// Desired capacity was already 0 with [`ALERT_PENDING_TAG`] set: an
+    /// earlier invocation scaled the group from `before` and failed before
+    /// its alert was published.
+    AlertPending { before: Capacity, now: Capacity },
     /// The group was scaled to zero; `before` is what an operator restores.
-    ScaledDown { before: Capacity, after: Capacity },
+    /// `marked` says whether [`ALERT_PENDING_TAG`] was written first.
+    ScaledDown {
+        before: Capacity,
+        after: Capacity,
+        marked: bool,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -105,12 +184,40 @@ pub async fn scale_to_zero<A: AutoScaling>(
     deadline: Deadline,
 ) -> Result<ScaleDown, ScaleDownError> {
     let retryable = |e: &ScalingError| e.retryable;
-    let before = retry(backoff, deadline, retryable, || autoscaling.describe(group))
+    let found = retry(backoff, deadline, retryable, || autoscaling.describe(group))
         .await?
         .ok_or_else(|| ScaleDownError::NotFound(group.to_string()))?;
+    let before = found.capacity;
     if before.desired == 0 {
-        return Ok(ScaleDown::AlreadyZero(before));
+        return Ok(match found.alert_pending {
+            Some(pending) => ScaleDown::AlertPending {
+                before: pending,
+                now: before,
+            },
+            None => ScaleDown::AlreadyZero(before),
+        });
     }
+    // Stopping the crash loop matters more than the marker: when the tag
+    // cannot be written the group is still scaled, and the alert is tried
+    // as hard as before.
+    let marked = match retry(backoff, deadline, retryable, || {
+        autoscaling.mark_alert_pending(group, before)
+    })
+    .await
+    {
+        Ok(()) => true,
+        Err(Exhausted { error, attempts }) => {
+            tracing::error!(
+                group,
+                error = %error,
+                attempts,
+                tag = ALERT_PENDING_TAG,
+                "could not tag the group before scaling it: if this invocation fails after \
+                 scaling, its retry will not send the alert"
+            );
+            false
+        }
+    };
     if before.min_size > 0 {
         retry(backoff, deadline, retryable, || {
             autoscaling.set_min_and_desired_zero(group)
@@ -129,6 +236,7 @@ pub async fn scale_to_zero<A: AutoScaling>(
             desired: 0,
             max_size: before.max_size,
         },
+        marked,
     })
 }
 
@@ -145,7 +253,7 @@ impl AsgClient {
 }
 
 impl AutoScaling for AsgClient {
-    async fn describe(&self, group: &str) -> Result<Option<Capacity>, ScalingError> {
+    async fn describe(&self, group: &str) -> Result<Option<Group>, ScalingError> {
         let output = self
             .client
             .describe_auto_scaling_groups()
@@ -157,11 +265,39 @@ impl AutoScaling for AsgClient {
             .auto_scaling_groups()
             .iter()
             .find(|g| g.auto_scaling_group_name() == Some(group))
-            .map(|g| Capacity {
-                min_size: g.min_size().unwrap_or_default(),
-                desired: g.desired_capacity().unwrap_or_default(),
-                max_size: g.max_size().unwrap_or_default(),
+            .map(|g| Group {
+                capacity: Capacity {
+                    min_size: g.min_size().unwrap_or_default(),
+                    desired: g.desired_capacity().unwrap_or_default(),
+                    max_size: g.max_size().unwrap_or_default(),
+                },
+                alert_pending: g
+                    .tags()
+                    .iter()
+                    .find(|t| t.key() == Some(ALERT_PENDING_TAG))
+                    .and_then(|t| t.value())
+                    .and_then(Capacity::from_tag),
             }))
+    }
+
+    async fn mark_alert_pending(&self, group: &str, before: Capacity) -> Result<(), ScalingError> {
+        self.client
+            .create_or_update_tags()
+            .tags(pending_tag(group).value(before.to_tag()).build())
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| scaling_error("CreateOrUpdateTags", e))
+    }
+
+    async fn clear_alert_pending(&self, group: &str) -> Result<(), ScalingError> {
+        self.client
+            .delete_tags()
+            .tags(pending_tag(group).build())
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| scaling_error("DeleteTags", e))
     }
 
     async fn set_desired_zero(&self, group: &str) -> Result<(), ScalingError> {
@@ -187,6 +323,15 @@ impl AutoScaling for AsgClient {
             .map(|_| ())
             .map_err(|e| scaling_error("UpdateAutoScalingGroup", e))
     }
+}
+
+/// [`ALERT_PENDING_TAG`] on `group`, without its value.
+fn pending_tag(group: &str) -> aws_sdk_autoscaling::types::builders::TagBuilder {
+    aws_sdk_autoscaling::types::Tag::builder()
+        .resource_id(group)
+        .resource_type("auto-scaling-group")
+        .key(ALERT_PENDING_TAG)
+        .propagate_at_launch(false)
 }
 
 /// Classifies an SDK error: AWS's code and message, and whether to retry.
@@ -229,8 +374,11 @@ pub(crate) mod fake {
     #[derive(Debug)]
     pub struct FakeAsg {
         pub capacity: Mutex<Option<Capacity>>,
-        /// Errors returned, in order, by the next mutating calls.
+        pub alert_pending: Mutex<Option<Capacity>>,
+        /// Errors returned, in order, by the next scaling calls.
         pub failures: Mutex<VecDeque<ScalingError>>,
+        /// Errors returned, in order, by the next tag calls.
+        pub tag_failures: Mutex<VecDeque<ScalingError>>,
         pub calls: Mutex<Vec<&'static str>>,
     }
 
@@ -242,9 +390,15 @@ pub(crate) mod fake {
                     desired,
                     max_size: 2,
                 })),
+                alert_pending: Mutex::new(None),
                 failures: Mutex::new(VecDeque::new()),
+                tag_failures: Mutex::new(VecDeque::new()),
                 calls: Mutex::new(Vec::new()),
             }
+        }
+
+        pub fn alert_pending(&self) -> Option<Capacity> {
+            *self.alert_pending.lock().unwrap()
         }
 
         pub fn capacity(&self) -> Option<Capacity> {
@@ -255,11 +409,21 @@ pub(crate) mod fake {
             self.calls.lock().unwrap().clone()
         }
 
-        fn mutate(&self, call: &'static str, min_size: Option<i32>) -> Result<(), ScalingError> {
+        /// Records `call` and returns the next failure scripted in `queue`.
+        fn call(
+            &self,
+            call: &'static str,
+            queue: &Mutex<VecDeque<ScalingError>>,
+        ) -> Result<(), ScalingError> {
             self.calls.lock().unwrap().push(call);
-            if let Some(err) = self.failures.lock().unwrap().pop_front() {
-                return Err(err);
+            match queue.lock().unwrap().pop_front() {
+                Some(err) => Err(err),
+                None => Ok(()),
             }
+        }
+
+        fn mutate(&self, call: &'static str, min_size: Option<i32>) -> Result<(), ScalingError> {
+            self.call(call, &self.failures)?;
             let mut capacity = self.capacity.lock().unwrap();
             if let Some(c) = capacity.as_mut() {
                 c.desired = 0;
@@ -272,9 +436,26 @@ pub(crate) mod fake {
     }
 
     impl AutoScaling for FakeAsg {
-        async fn describe(&self, _group: &str) -> Result<Option<Capacity>, ScalingError> {
+        async fn describe(&self, _group: &str) -> Result<Option<Group>, ScalingError> {
             self.calls.lock().unwrap().push("DescribeAutoScalingGroups");
-            Ok(self.capacity())
+            Ok(self.capacity().map(|capacity| Group {
+                capacity,
+                alert_pending: self.alert_pending(),
+            }))
+        }
+        async fn mark_alert_pending(
+            &self,
+            _group: &str,
+            before: Capacity,
+        ) -> Result<(), ScalingError> {
+            self.call("CreateOrUpdateTags", &self.tag_failures)?;
+            *self.alert_pending.lock().unwrap() = Some(before);
+            Ok(())
+        }
+        async fn clear_alert_pending(&self, _group: &str) -> Result<(), ScalingError> {
+            self.call("DeleteTags", &self.tag_failures)?;
+            *self.alert_pending.lock().unwrap() = None;
+            Ok(())
         }
         async fn set_desired_zero(&self, _group: &str) -> Result<(), ScalingError> {
             self.mutate("SetDesiredCapacity", None)
@@ -322,14 +503,25 @@ mod tests {
         let result = scale_to_zero(&asg, GROUP, &Backoff::immediate(3), Deadline::NONE)
             .await
             .unwrap();
-        let ScaleDown::ScaledDown { before, after } = result else {
+        let ScaleDown::ScaledDown {
+            before,
+            after,
+            marked,
+        } = result
+        else {
             panic!("not scaled: {result:?}")
         };
         assert_eq!((before.min_size, before.desired), (0, 1));
         assert_eq!((after.min_size, after.desired, after.max_size), (0, 0, 2));
+        assert!(marked);
+        assert_eq!(asg.alert_pending(), Some(before));
         assert_eq!(
             asg.calls(),
-            vec!["DescribeAutoScalingGroups", "SetDesiredCapacity"]
+            vec![
+                "DescribeAutoScalingGroups",
+                "CreateOrUpdateTags",
+                "SetDesiredCapacity"
+            ]
         );
     }
 
@@ -341,10 +533,77 @@ mod tests {
             .unwrap();
         assert_eq!(
             asg.calls(),
-            vec!["DescribeAutoScalingGroups", "UpdateAutoScalingGroup"]
+            vec![
+                "DescribeAutoScalingGroups",
+                "CreateOrUpdateTags",
+                "UpdateAutoScalingGroup"
+            ]
         );
         let capacity = asg.capacity().unwrap();
         assert_eq!((capacity.min_size, capacity.desired), (0, 0));
+    }
+
+    #[tokio::test]
+    async fn a_group_at_zero_with_the_tag_has_its_alert_pending() {
+        let asg = FakeAsg::new(0, 0);
+        let before = Capacity {
+            min_size: 1,
+            desired: 3,
+            max_size: 4,
+        };
+        *asg.alert_pending.lock().unwrap() = Some(before);
+        let result = scale_to_zero(&asg, GROUP, &Backoff::immediate(3), Deadline::NONE)
+            .await
+            .unwrap();
+        assert_eq!(
+            result,
+            ScaleDown::AlertPending {
+                before,
+                now: asg.capacity().unwrap()
+            }
+        );
+        assert_eq!(asg.calls(), vec!["DescribeAutoScalingGroups"]);
+    }
+
+    #[tokio::test]
+    async fn a_tag_that_cannot_be_written_does_not_stop_the_scale_down() {
+        let asg = FakeAsg::new(0, 1);
+        let denied = ScalingError {
+            operation: "CreateOrUpdateTags",
+            code: Some("AccessDenied".into()),
+            message: "AccessDenied: not authorized".into(),
+            retryable: false,
+        };
+        asg.tag_failures.lock().unwrap().push_back(denied);
+        let result = scale_to_zero(&asg, GROUP, &Backoff::immediate(3), Deadline::NONE)
+            .await
+            .unwrap();
+        assert!(
+            matches!(result, ScaleDown::ScaledDown { marked: false, .. }),
+            "{result:?}"
+        );
+        assert_eq!(asg.capacity().unwrap().desired, 0);
+        assert_eq!(asg.alert_pending(), None);
+    }
+
+    #[test]
+    fn the_tag_value_round_trips_and_rejects_hand_edits() {
+        let capacity = Capacity {
+            min_size: 1,
+            desired: 2,
+            max_size: 4,
+        };
+        assert_eq!(capacity.to_tag(), "min=1 desired=2 max=4");
+        assert_eq!(Capacity::from_tag(&capacity.to_tag()), Some(capacity));
+        for bad in [
+            "",
+            "min=1 desired=2",
+            "min=1 desired=two max=4",
+            "yes",
+            "min=1 desired=2 max=4 x=1",
+        ] {
+            assert_eq!(Capacity::from_tag(bad), None, "{bad:?}");
+        }
     }
 
     #[tokio::test]
@@ -393,7 +652,19 @@ mod tests {
     }
 
     fn client(rules: &[&aws_smithy_mocks::Rule]) -> AsgClient {
-        let client = mock_client!(aws_sdk_autoscaling, RuleMode::MatchAny, rules, |c| {
+        let tag = mock!(aws_sdk_autoscaling::Client::create_or_update_tags)
+            .match_requests(|r| {
+                r.tags().iter().all(|t| {
+                    t.key() == Some(ALERT_PENDING_TAG) && t.resource_id() == Some(GROUP)
+                })
+            })
+            .then_output(|| {
+                aws_sdk_autoscaling::operation::create_or_update_tags::CreateOrUpdateTagsOutput::builder()
+                    .build()
+            });
+        let rules: Vec<&aws_smithy_mocks::Rule> =
+            rules.iter().copied().chain(std::iter::once(&tag)).collect();
+        let client = mock_client!(aws_sdk_autoscaling, RuleMode::MatchAny, &rules, |c| {
             c.retry_config(aws_sdk_autoscaling::config::retry::RetryConfig::disabled())
         });
         AsgClient::new(client)
