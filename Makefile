@@ -20,9 +20,8 @@ export CARGO_TARGET_DIR ?= $(ROOT)/target
 export PATH := $(VENV)/bin:$(PATH)
 # The harness finds moto here; tests never use a system-wide install.
 export KILN_MOTO_SERVER := $(VENV)/bin/moto_server
-# Don't gather CPU-jitter entropy at start-up (aws-lc): it costs cold-start
-# time and the kernel's getrandom is enough.
-export AWS_LC_SYS_NO_JITTER_ENTROPY := 1
+# AWS_LC_SYS_NO_JITTER_ENTROPY=1 is set for every cargo command in
+# .cargo/config.toml.
 
 TEST_RUNNER := $(shell command -v cargo-nextest >/dev/null 2>&1 && echo "nextest run --no-fail-fast" || echo "test --no-fail-fast")
 
@@ -89,6 +88,9 @@ fuzz: ## Fuzz each parser and renderer for FUZZ_SECONDS seconds (default 60): ma
 
 .PHONY: test
 test: lint $(VENV)/.installed check-templates ## Everything: lint, unit, integration and end-to-end tests, template checks
+	@# The function binaries the integration tests run, built with the tests'
+	@# own feature resolution so nothing is compiled twice.
+	cargo build --workspace --bins --tests
 	cargo $(TEST_RUNNER) --workspace --lib --bins --tests
 	cargo test --workspace --doc
 

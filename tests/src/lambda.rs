@@ -788,9 +788,8 @@ pub fn bin_dir_override() -> Option<PathBuf> {
 /// (used as is), otherwise the debug build in the target directory. That one
 /// is used as is when it is newer than everything it is built from (the
 /// workspace manifest and lock, the manifests and sources of `shared` and
-/// `functions/<name>`), as after `make test`; otherwise
-/// `cargo build -p <name> --bin <name>` runs, once per test process.
-/// Panics if it cannot be built.
+/// `functions/<name>`), as after `make test`; otherwise [`BUILD_BINARIES`]
+/// runs, once per test process. Panics if it cannot be built.
 pub fn binary_path(name: &str) -> PathBuf {
     match try_binary_path(name) {
         Ok(path) => path,
@@ -832,10 +831,9 @@ pub fn try_binary_path(name: &str) -> Result<PathBuf, HarnessError> {
     .clone()
 }
 
-/// Whether `binary` is newer than every input of the function `name`.
-/// Building it anyway would be correct too, but `cargo build -p <name>`
-/// resolves features for that one package, unlike the workspace build that
-/// made the binary, so it would relink it on every test run.
+/// Whether `binary` is newer than every input of the function `name`, so
+/// a test process need not even ask cargo (which would wait for the build
+/// lock while another build runs).
 fn is_fresh(binary: &Path, name: &str) -> bool {
     let root = workspace_root();
     let function = root.join("functions").join(name);
@@ -871,18 +869,26 @@ fn newest_change(path: &Path) -> Option<SystemTime> {
     Some(newest)
 }
 
+/// The build that makes the function binaries: every binary of the
+/// workspace, with the tests selected too, so cargo resolves features
+/// exactly as for `cargo nextest run --workspace --lib --bins --tests` (what
+/// `make test` runs) and reuses that build's dependencies instead of
+/// compiling the SDK again with another feature set.
+pub const BUILD_BINARIES: [&str; 5] = ["build", "--workspace", "--bins", "--tests", "--quiet"];
+
 fn build_debug_binary(name: &str) -> Result<PathBuf, HarnessError> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let command = format!("cargo {}", BUILD_BINARIES.join(" "));
     let output = std::process::Command::new(cargo)
-        .args(["build", "--quiet", "-p", name, "--bin", name])
+        .args(BUILD_BINARIES)
         .current_dir(workspace_root())
         .env("CARGO_TARGET_DIR", target_dir())
         .stdin(Stdio::null())
         .output()
-        .map_err(|e| HarnessError(format!("running cargo build -p {name}: {e}")))?;
+        .map_err(|e| HarnessError(format!("running {command}: {e}")))?;
     if !output.status.success() {
         return Err(HarnessError(format!(
-            "cargo build -p {name} --bin {name} failed:\n{}",
+            "{command} failed:\n{}",
             String::from_utf8_lossy(&output.stderr)
         )));
     }
@@ -891,7 +897,7 @@ fn build_debug_binary(name: &str) -> Result<PathBuf, HarnessError> {
         Ok(path)
     } else {
         Err(HarnessError(format!(
-            "cargo build -p {name} succeeded but {} is missing",
+            "{command} succeeded but {} is missing",
             path.display()
         )))
     }

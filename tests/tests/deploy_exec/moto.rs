@@ -1,4 +1,4 @@
-//! deploy-exec against moto: deploy requests published to a real SNS topic
+//! On moto: deploy requests published to a real SNS topic
 //! start tasks on an emulated ECS cluster (read back with DescribeTasks),
 //! the idempotency token seen through a recording proxy, the end of a
 //! deployment read back from the task's tags, and the real binary under
@@ -12,7 +12,7 @@ use deploy_exec::runner::EcsTaskRunner;
 use deploy_exec::{Config, Deps, handle};
 use kiln::secrets::fake::FakeSecrets;
 use kiln::secrets::{SecretCache, VersionStage};
-use kiln::{DeployEvent, DeployRequest, Env, Metrics};
+use kiln::{DeployRequest, Env, Metrics};
 use kiln_tests::aws::{Aws, EcsStack, SnsQueue};
 use kiln_tests::faults::{Fault, FaultPlan, FaultProxy};
 use kiln_tests::fixtures::{SnsNotification, fixture_json, sns_event};
@@ -20,6 +20,8 @@ use kiln_tests::http::{RecordedRequest, RecordingServer, Reply};
 use kiln_tests::lambda::LambdaFunction;
 use kiln_tests::moto::Moto;
 use serde_json::{Value, json};
+
+use super::deploy_request;
 
 const TOKEN: &str = "ghp_kilnMotoToken0123456789abcdefSECRET";
 const FAMILY: &str = "kiln-stack-updater";
@@ -145,27 +147,6 @@ fn deps(
     }
 }
 
-fn request(delivery_id: &str, deployment_id: Option<u64>) -> DeployRequest {
-    DeployRequest {
-        kind: kiln::messages::deploy_request::KIND.into(),
-        version: kiln::messages::deploy_request::VERSION,
-        delivery_id: delivery_id.into(),
-        event: if deployment_id.is_some() {
-            DeployEvent::Deployment
-        } else {
-            DeployEvent::Push
-        },
-        repository: "Codertocat/Hello-World".into(),
-        clone_url: "https://github.com/Codertocat/Hello-World.git".into(),
-        git_ref: "refs/tags/v1.2.0".into(),
-        sha: "6113728f27ae82c7b1a177c8d03f9e96e0adf246".into(),
-        environment: "production".into(),
-        sender: "Codertocat".into(),
-        deployment_id,
-        requested_at: time::macros::datetime!(2026-11-22 10:00:00 UTC),
-    }
-}
-
 fn task_arns(out: &Value) -> Vec<String> {
     out["started"]
         .as_array()
@@ -223,12 +204,10 @@ fn pairs(items: &[(&str, &str)]) -> Vec<(String, String)> {
 async fn a_deploy_request_from_sns_starts_one_task_with_overrides_started_by_and_tags() {
     let stack = Stack::start().await;
     let deps = deps(stack.config(&[]), stack.aws.ecs.clone(), None);
-    let event = stack
-        .published(&[request(
-            "72d3162e-cc78-11e3-81ab-4c9367dc0958",
-            Some(145988746),
-        )])
-        .await;
+    let mut tagged_release =
+        deploy_request("72d3162e-cc78-11e3-81ab-4c9367dc0958", Some(145988746));
+    tagged_release.git_ref = "refs/tags/v1.2.0".into();
+    let event = stack.published(&[tagged_release]).await;
     let out = handle(&deps, event).await.unwrap();
     let arns = task_arns(&out);
     assert_eq!(arns.len(), 1);
@@ -249,7 +228,7 @@ async fn a_deploy_request_from_sns_starts_one_task_with_overrides_started_by_and
                 "GIT_REMOTE",
                 "https://github.com/Codertocat/Hello-World.git"
             ),
-            ("GIT_SHA", "6113728f27ae82c7b1a177c8d03f9e96e0adf246"),
+            ("GIT_SHA", "f95f852bd8fca8fcc58a9a2d6c842781e32a215e"),
             ("GIT_REF", "refs/tags/v1.2.0"),
             ("GIT_TAG", "v1.2.0"),
             ("STACK_ENV", "production"),
@@ -267,7 +246,7 @@ async fn a_deploy_request_from_sns_starts_one_task_with_overrides_started_by_and
             ("kiln:deployment", "145988746"),
             ("kiln:environment", "production"),
             ("kiln:repository", "Codertocat/Hello-World"),
-            ("kiln:sha", "6113728f27ae82c7b1a177c8d03f9e96e0adf246"),
+            ("kiln:sha", "f95f852bd8fca8fcc58a9a2d6c842781e32a215e"),
         ])
     );
     // The task of a delivery is found by its startedBy.
@@ -289,7 +268,10 @@ async fn a_two_record_event_starts_two_tasks() {
     let stack = Stack::start().await;
     let deps = deps(stack.config(&[]), stack.aws.ecs.clone(), None);
     let event = stack
-        .published(&[request("delivery-a", None), request("delivery-b", Some(7))])
+        .published(&[
+            deploy_request("delivery-a", None),
+            deploy_request("delivery-b", Some(7)),
+        ])
         .await;
     assert_eq!(event["Records"].as_array().unwrap().len(), 2);
     let out = handle(&deps, event).await.unwrap();
@@ -319,12 +301,16 @@ async fn the_same_delivery_twice_sends_the_same_client_token() {
     .await;
     let ecs = aws_sdk_ecs::Client::new(&proxy.sdk_config().await);
     let deps = deps(stack.config(&[]), ecs, None);
-    let event = stack.published(&[request("delivery-once", None)]).await;
+    let event = stack
+        .published(&[deploy_request("delivery-once", None)])
+        .await;
     handle(&deps, event.clone()).await.unwrap();
     handle(&deps, event).await.unwrap();
     handle(
         &deps,
-        stack.published(&[request("delivery-other", None)]).await,
+        stack
+            .published(&[deploy_request("delivery-other", None)])
+            .await,
     )
     .await
     .unwrap();
@@ -356,7 +342,9 @@ async fn the_end_is_read_back_from_the_tasks_tags_when_the_event_lacks_overrides
     let deps = deps(stack.config(&[]), stack.aws.ecs.clone(), Some(&github));
     let out = handle(
         &deps,
-        stack.published(&[request("delivery-end", None)]).await,
+        stack
+            .published(&[deploy_request("delivery-end", None)])
+            .await,
     )
     .await
     .unwrap();
@@ -377,7 +365,7 @@ async fn the_end_is_read_back_from_the_tasks_tags_when_the_event_lacks_overrides
     assert_eq!(posts.len(), 1);
     assert_eq!(
         posts[0].path,
-        "/repos/Codertocat/Hello-World/statuses/6113728f27ae82c7b1a177c8d03f9e96e0adf246"
+        "/repos/Codertocat/Hello-World/statuses/f95f852bd8fca8fcc58a9a2d6c842781e32a215e"
     );
     let body = posts[0].json();
     assert_eq!(body["state"], "failure");
@@ -404,7 +392,11 @@ async fn the_real_binary_starts_reports_and_never_logs_the_token() {
     let function = LambdaFunction::start("deploy-exec", env).await;
 
     let out = function
-        .invoke(stack.published(&[request("delivery-bin", Some(42))]).await)
+        .invoke(
+            stack
+                .published(&[deploy_request("delivery-bin", Some(42))])
+                .await,
+        )
         .await
         .unwrap();
     let task_arn = task_arns(&out).remove(0);

@@ -1,4 +1,4 @@
-//! deploy-exec's GitHub reporting against a local fake of GitHub's status
+//! GitHub reporting against a local fake of GitHub's status
 //! APIs: the exact statuses posted for pushes and deployments, at the start
 //! and at the end (from the ECS Task State Change fixtures), no double
 //! posts, retries, no call without a token, and no token in any log line.
@@ -10,10 +10,12 @@ use deploy_exec::runner::fake::FakeRunner;
 use deploy_exec::{Config, Deps, handle};
 use kiln::secrets::fake::FakeSecrets;
 use kiln::secrets::{SecretCache, VersionStage};
-use kiln::{DeployEvent, DeployRequest, Env, Metrics};
+use kiln::{Env, Metrics};
 use kiln_tests::fixtures::{SnsNotification, fixture_json, sns_event};
 use kiln_tests::http::{RecordedRequest, RecordingServer, Reply};
 use serde_json::{Value, json};
+
+use super::{SHA, deploy_request};
 
 const TOKEN: &str = "ghp_kilnTestToken0123456789abcdefSECRET";
 const SECRET_ARN: &str =
@@ -22,8 +24,9 @@ const SECRET_ARN: &str =
 const TASK_ARN: &str =
     "arn:aws:ecs:us-west-2:111122223333:task/kiln/0f9a1c2b3d4e5f60718293a4b5c6d7e8";
 const TASK_URL: &str = "https://us-west-2.console.aws.amazon.com/ecs/v2/clusters/kiln/tasks/0f9a1c2b3d4e5f60718293a4b5c6d7e8/configuration?region=us-west-2";
-const SHA: &str = "f95f852bd8fca8fcc58a9a2d6c842781e32a215e";
 const DEPLOYMENT_ID: u64 = 145988746;
+/// The delivery of the fixtures' task.
+const DELIVERY_ID: &str = "72d3162e-cc78-11e3-81ab-4c9367dc0958";
 
 /// GitHub's commit and deployment status APIs, in memory: what is posted
 /// is listed back, newest first, as GitHub does.
@@ -114,28 +117,6 @@ fn deps_for(api_url: &str) -> Deps<FakeRunner, GitHubReporter<Arc<FakeSecrets>>>
     deps_with(api_url, Some(secrets()), RetryPolicy::immediate(3))
 }
 
-/// The deploy request of the fixtures' task.
-fn request(deployment_id: Option<u64>) -> DeployRequest {
-    DeployRequest {
-        kind: kiln::messages::deploy_request::KIND.into(),
-        version: kiln::messages::deploy_request::VERSION,
-        delivery_id: "72d3162e-cc78-11e3-81ab-4c9367dc0958".into(),
-        event: if deployment_id.is_some() {
-            DeployEvent::Deployment
-        } else {
-            DeployEvent::Push
-        },
-        repository: "Codertocat/Hello-World".into(),
-        clone_url: "https://github.com/Codertocat/Hello-World.git".into(),
-        git_ref: "refs/heads/master".into(),
-        sha: SHA.into(),
-        environment: "production".into(),
-        sender: "Codertocat".into(),
-        deployment_id,
-        requested_at: time::macros::datetime!(2026-11-22 10:00:00 UTC),
-    }
-}
-
 /// Hands deploy-exec a task state change fixture; it must succeed.
 async fn deliver(
     deps: &Deps<FakeRunner, GitHubReporter<Arc<FakeSecrets>>>,
@@ -147,7 +128,7 @@ async fn deliver(
 fn start_event(deployment_id: Option<u64>) -> Value {
     sns_event(&[SnsNotification::new(
         "arn:aws:sns:us-west-2:111122223333:kiln-deploy",
-        request(deployment_id).to_json(),
+        deploy_request(DELIVERY_ID, deployment_id).to_json(),
     )])
 }
 
