@@ -112,6 +112,21 @@ build: $(VENV)/.installed rustup-arm64 ## Build the four arm64 Lambda zips (targ
 	cargo lambda build --release --arm64 --output-format zip $(addprefix -p ,$(FUNCTIONS))
 	@for f in $(FUNCTIONS); do ls -l $(CARGO_TARGET_DIR)/lambda/$$f/bootstrap.zip; done
 
+# Benchmarks, never part of `make test`: each function's host release binary
+# against an empty lambda_runtime function (cold start, warm latency, peak
+# RSS), the arm64 zips `make build` wrote, and the criterion hot paths with
+# OpenSSL's HMAC as the yardstick. Writes docs/performance.md and the README's
+# Performance table, and exits 1 naming each target missed. The runner is
+# built like `make test` builds it, so the shared target dir is reused.
+# BENCH_ARGS: e.g. --cold 40 --warm 500, --functions watchdog, --no-hotpaths.
+BENCH_ARGS ?=
+.PHONY: bench
+bench: build ## Benchmarks: cold start, warm latency, memory, zip sizes, hot paths (docs/performance.md)
+	cargo lambda build --release --arm64 --output-format zip -p bench-baseline
+	cargo build --release -p bench-baseline $(addprefix -p ,$(FUNCTIONS))
+	cargo build --workspace --lib --bins --tests
+	$(CARGO_TARGET_DIR)/debug/kiln-bench --out docs/performance.md --update-readme $(BENCH_ARGS)
+
 # ------------------------------------------------------- AWS (SAM, infra/)
 SAM        := SAM_CLI_TELEMETRY=0 $(VENV_INFRA)/bin/sam
 SAM_CONFIG := --config-file samconfig.toml --config-env $(ENV)
