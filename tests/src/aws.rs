@@ -257,6 +257,19 @@ impl Aws {
     /// definition whose one container is named after the family, and finds
     /// the default VPC's subnets and security group for RunTask.
     pub async fn create_ecs(&self, cluster: &str, family: &str) -> EcsStack {
+        self.create_ecs_with_container(cluster, family, family)
+            .await
+    }
+
+    /// [`Aws::create_ecs`] with the container named `container` (the SAM
+    /// template names it `stack-updater` in the `<stack>-stack-updater`
+    /// family).
+    pub async fn create_ecs_with_container(
+        &self,
+        cluster: &str,
+        family: &str,
+        container: &str,
+    ) -> EcsStack {
         let cluster_out = check(
             &format!("CreateCluster {cluster}"),
             self.ecs.create_cluster().cluster_name(cluster).send().await,
@@ -266,8 +279,8 @@ impl Aws {
             cluster_out.cluster.and_then(|c| c.cluster_arn),
         );
         // moto answers RunTask with a 500 unless every container sets memory.
-        let container = ContainerDefinition::builder()
-            .name(family)
+        let container_definition = ContainerDefinition::builder()
+            .name(container)
             .image("public.ecr.aws/docker/library/alpine:3")
             .essential(true)
             .memory(512)
@@ -282,7 +295,7 @@ impl Aws {
                 .requires_compatibilities(Compatibility::Fargate)
                 .cpu("256")
                 .memory("512")
-                .container_definitions(container)
+                .container_definitions(container_definition)
                 .send()
                 .await,
         );
@@ -297,7 +310,7 @@ impl Aws {
             cluster_arn,
             family: family.to_string(),
             task_definition_arn,
-            container_name: family.to_string(),
+            container_name: container.to_string(),
             subnets: self.default_subnets().await,
             security_groups: vec![self.default_security_group().await],
         }

@@ -1,45 +1,165 @@
-//! kiln on this machine: the emulated AWS, the resources, the functions
-//! behind their local front doors, and the story printed while it runs.
+//! kiln on this machine: the emulated AWS, the resources, the four
+//! functions behind their local front doors, the scripted demo, and the
+//! story printed while it runs.
 //!
-//! `kiln-local run` (what `make run` calls) drives it; end-to-end tests use
-//! the same wiring. [`LocalKiln`] owns everything it starts and stops it all
-//! when dropped.
+//! `kiln-local run` and `kiln-local dev` (what `make run` and `make dev`
+//! call) drive it, and the end-to-end tests use the same wiring.
+//! [`LocalKiln`] owns everything it starts and stops it all when dropped:
+//! - moto, with the resources the SAM template declares, under its names;
+//! - deploy-trigger behind a local API Gateway HTTP API endpoint;
+//! - deploy-exec and alert-forwarder subscribed to their topics through
+//!   moto's SNS-to-HTTP subscriptions ([`sns_bridge`]);
+//! - deploy-exec's ECS calls through [`ecs_tokens`], which keeps the
+//!   `clientToken` moto ignores;
+//! - a GitHub status API fake and a Slack webhook sink.
+//!
+//! watchdog and deploy-exec's task-stopped path are EventBridge targets in
+//! AWS: here they are invoked with the event EventBridge would deliver.
+
+pub mod demo;
+pub mod ecs_tokens;
+pub mod sns_bridge;
 
 use std::io::Write as _;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use aws_sdk_ecs::types::{Task, TaskField};
+use serde_json::{Value, json};
 
 use crate::HarnessError;
 use crate::apigw::ApiGateway;
-use crate::aws::{Aws, SnsQueue};
-use crate::lambda::{LambdaFunction, OutputLine, Stream, bin_dir_override};
-use crate::moto::Moto;
+use crate::aws::{AsgCapacity, Aws, EcsStack, SnsEnvelope, SnsQueue};
+use crate::fixtures::{fixture_bytes, fixture_json, github_headers, github_signature};
+use crate::http::{RecordedRequest, RecordingServer, Reply};
+use crate::lambda::{LambdaFunction, OutputLine, Stream, bin_dir_override, try_binary_path};
+use crate::moto::{ACCOUNT_ID, Moto, REGION};
+use ecs_tokens::EcsTokens;
+use sns_bridge::SnsBridge;
 
-/// Names of the local resources: the same names the SAM template gives
-/// them, as far as they apply.
+/// Names of the local resources: the names the SAM template gives them for
+/// a stack called `kiln`, as far as they apply (secrets get names here;
+/// CloudFormation generates theirs).
 pub mod names {
     pub const DEPLOY_TOPIC: &str = "kiln-deploy";
+    pub const ALERT_TOPIC: &str = "kiln-alerts";
     pub const WEBHOOK_SECRET: &str = "kiln/webhook-secret";
+    pub const SLACK_SECRET: &str = "kiln/slack-webhook";
+    pub const GITHUB_TOKEN_SECRET: &str = "kiln/github-token";
+    pub const DEPLOY_CLUSTER: &str = "kiln-deploy";
+    pub const STACK_UPDATER_FAMILY: &str = "kiln-stack-updater";
+    pub const CONTAINER_NAME: &str = "stack-updater";
+    /// The application the watchdog guards: an ECS-on-EC2 cluster and its
+    /// Auto Scaling group.
+    pub const APP_CLUSTER: &str = "kiln-app";
+    pub const APP_ASG: &str = "kiln-app";
     pub const WEBHOOK_ROUTE: &str = "/webhook";
+    /// One of the template's alarms, notifying the alert topic.
+    pub const DEAD_LETTERS_ALARM: &str = "kiln-deploy-exec-dead-letters";
+    pub const DEAD_LETTER_QUEUE: &str = "kiln-deploy-exec-dlq";
 }
 
-/// Where the function binaries come from: `$KILN_BIN_DIR`, or the release
-/// builds in the target directory (`make run` builds them first).
-pub fn function_bin_dir() -> PathBuf {
-    bin_dir_override().unwrap_or_else(|| crate::target_dir().join("release"))
+/// The four functions, in the order they are started.
+pub const FUNCTIONS: [&str; 4] = [
+    "deploy-trigger",
+    "deploy-exec",
+    "watchdog",
+    "alert-forwarder",
+];
+
+/// With [`Options::deploy_trigger_only`], the SNS bridge's name for what
+/// the deploy topic delivered.
+pub const DEPLOY_TOPIC_RECORDER: &str = "deploy-topic";
+
+/// The push `kiln-local` delivers: Codertocat/Hello-World's `master`.
+pub const PUSH_FIXTURE: &str = "github/push/with-new-branch.payload.json";
+
+/// Where the function binaries come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Binaries {
+    /// Prebuilt binaries in this directory, used as they are.
+    Dir(PathBuf),
+    /// The harness's debug builds ([`crate::lambda::binary_path`]), as every
+    /// other test uses them.
+    Debug,
 }
 
-/// The function binary `name` in [`function_bin_dir`], or how to build it.
-pub fn function_binary(name: &str) -> Result<PathBuf, HarnessError> {
-    let path = function_bin_dir().join(name);
-    if path.is_file() {
-        Ok(path)
-    } else {
-        Err(HarnessError(format!(
-            "{} is missing: build it with `cargo build --release -p {name}` (make run does)",
-            path.display()
-        )))
+impl Binaries {
+    /// `$KILN_BIN_DIR`, else the directory of the running program:
+    /// `kiln-local` is built into the same directory as the functions.
+    pub fn beside_this_program() -> Binaries {
+        if let Some(dir) = bin_dir_override() {
+            return Binaries::Dir(dir);
+        }
+        match std::env::current_exe() {
+            Ok(exe) => Binaries::Dir(
+                exe.parent()
+                    .map(PathBuf::from)
+                    .unwrap_or_else(|| crate::target_dir().join("release")),
+            ),
+            Err(_) => Binaries::Dir(crate::target_dir().join("release")),
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        match self {
+            Binaries::Dir(dir) => dir.display().to_string(),
+            Binaries::Debug => crate::target_dir().join("debug").display().to_string(),
+        }
+    }
+
+    async fn path(&self, name: &str) -> Result<PathBuf, HarnessError> {
+        match self {
+            Binaries::Dir(dir) => {
+                let path = dir.join(name);
+                if path.is_file() {
+                    Ok(path)
+                } else {
+                    Err(HarnessError(format!(
+                        "{} is missing: build it with `cargo build --release -p {name}` (make run does)",
+                        path.display()
+                    )))
+                }
+            }
+            Binaries::Debug => {
+                let name = name.to_string();
+                tokio::task::spawn_blocking(move || try_binary_path(&name))
+                    .await
+                    .map_err(|e| HarnessError(format!("building a function binary: {e}")))?
+            }
+        }
+    }
+}
+
+type LineSink = Arc<dyn Fn(&str, &OutputLine) + Send + Sync>;
+type SlackSink = Arc<dyn Fn(&Value) + Send + Sync>;
+
+/// How to start the local kiln.
+#[derive(Clone)]
+pub struct Options {
+    pub binaries: Binaries,
+    /// Every line a function writes.
+    pub on_function_line: Option<LineSink>,
+    /// Every message posted to the Slack sink (its JSON body).
+    pub on_slack_message: Option<SlackSink>,
+    /// Start deploy-trigger alone: nothing consumes the deploy topic but the
+    /// SNS bridge's record (for tests of the webhook side only).
+    pub deploy_trigger_only: bool,
+    /// Extra variables for every function (the last word over the defaults).
+    pub extra_env: Vec<(String, String)>,
+}
+
+impl Options {
+    /// Quiet, with the harness's debug binaries: what tests use.
+    pub fn for_tests() -> Options {
+        Options {
+            binaries: Binaries::Debug,
+            on_function_line: None,
+            on_slack_message: None,
+            deploy_trigger_only: false,
+            extra_env: Vec::new(),
+        }
     }
 }
 
@@ -47,107 +167,619 @@ pub fn function_binary(name: &str) -> Result<PathBuf, HarnessError> {
 #[derive(Debug, Clone)]
 pub struct Resources {
     pub deploy_topic_arn: String,
+    pub alert_topic_arn: String,
     pub webhook_secret_arn: String,
     /// The webhook secret's value, for signing local deliveries.
     pub webhook_secret: String,
+    pub slack_secret_arn: String,
+    pub github_token_secret_arn: String,
+    /// The deploy cluster and the stack-updater task definition.
+    pub ecs: EcsStack,
+    pub app_cluster_arn: String,
+}
+
+/// A webhook delivery's answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    /// 0 when the request got no HTTP answer at all.
+    pub status: u16,
+    pub body: String,
 }
 
 /// The running local kiln.
 pub struct LocalKiln {
-    pub moto: Moto,
-    pub aws: Aws,
     pub resources: Resources,
     /// Every message published to the deploy topic, read back through SQS.
     pub deploy_requests: SnsQueue,
-    functions: Vec<Arc<LambdaFunction>>,
-    gateway: Option<ApiGateway>,
+    /// Every message published to the alert topic, read back through SQS.
+    pub alerts: SnsQueue,
+    /// SNS deliveries to the functions.
+    pub sns: SnsBridge,
+    /// deploy-exec's RunTask calls.
+    pub ecs_tokens: EcsTokens,
+    /// GitHub's status APIs, as deploy-exec sees them.
+    pub github: RecordingServer,
+    /// The Slack incoming webhook, as alert-forwarder sees it.
+    pub slack: RecordingServer,
+    pub webhook_url: String,
+    /// Each started function and its init time.
+    pub functions: Vec<(Arc<LambdaFunction>, Duration)>,
+    gateway: ApiGateway,
+    http: reqwest::Client,
+    pub aws: Aws,
+    pub moto: Moto,
 }
 
 impl std::fmt::Debug for LocalKiln {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LocalKiln")
             .field("moto", &self.moto)
-            .field("resources", &self.resources)
+            .field("webhook_url", &self.webhook_url)
+            .field("gateway", &self.gateway)
             .finish_non_exhaustive()
     }
 }
 
 impl LocalKiln {
-    /// Starts the emulator and provisions kiln's resources on it.
-    pub async fn provision() -> Result<LocalKiln, HarnessError> {
+    /// Starts moto, provisions kiln's resources, starts the functions and
+    /// wires them up.
+    pub async fn start(options: Options) -> Result<LocalKiln, HarnessError> {
         let moto = Moto::try_start().await?;
+        // Tasks stay as RunTask left them: moto would otherwise move them
+        // on at every DescribeTasks.
+        moto.freeze_ecs_tasks().await;
         let aws = moto.aws().await;
-        let deploy_topic_arn = aws.create_topic(names::DEPLOY_TOPIC).await;
-        let webhook_secret = format!("local-{:016x}", crate::process::random_u64());
-        let webhook_secret_arn = aws
-            .create_secret(names::WEBHOOK_SECRET, &webhook_secret)
-            .await;
-        let deploy_requests = aws.subscribe_queue(&deploy_topic_arn).await;
+        let resources = provision(&aws).await?;
+        let deploy_requests = aws.subscribe_queue(&resources.deploy_topic_arn).await;
+        let alerts = aws.subscribe_queue(&resources.alert_topic_arn).await;
+
+        let github = github_fake().await;
+        let slack = RecordingServer::start_with_default(Reply::text(200, "ok")).await;
+        if let Some(print) = options.on_slack_message.clone() {
+            slack.respond_with(move |request: &RecordedRequest| {
+                if let Ok(body) = serde_json::from_slice::<Value>(&request.body) {
+                    print(&body);
+                }
+                None
+            });
+        }
+        aws.secrets
+            .put_secret_value()
+            .secret_id(&resources.slack_secret_arn)
+            .secret_string(
+                json!({"url": slack.url_for("/services/T0LOCAL/B0LOCAL/local")}).to_string(),
+            )
+            .send()
+            .await
+            .map_err(|e| {
+                HarnessError(format!(
+                    "setting the Slack secret: {}",
+                    kiln::aws::error_chain(&e)
+                ))
+            })?;
+        let ecs_tokens = EcsTokens::start(moto.endpoint()).await?;
+        let sns = SnsBridge::start().await?;
+
+        let starter = Starter {
+            options: &options,
+            moto_env: moto.child_env(),
+        };
+        let mut functions = Vec::new();
+        let deploy_trigger = starter
+            .start("deploy-trigger", deploy_trigger_env(&resources))
+            .await?;
+        functions.push(deploy_trigger.clone());
+        let gateway =
+            ApiGateway::start(names::WEBHOOK_ROUTE, Arc::clone(&deploy_trigger.0)).await?;
+        let webhook_url = gateway.url();
+        if !options.deploy_trigger_only {
+            let mut env = deploy_exec_env(&resources, &github);
+            env.push(("AWS_ENDPOINT_URL_ECS".into(), ecs_tokens.endpoint()));
+            let deploy_exec = starter.start("deploy-exec", env).await?;
+            let watchdog = starter.start("watchdog", watchdog_env(&resources)).await?;
+            let forwarder = starter
+                .start("alert-forwarder", forwarder_env(&resources))
+                .await?;
+            sns.subscribe(
+                &aws,
+                &resources.deploy_topic_arn,
+                Arc::clone(&deploy_exec.0),
+            )
+            .await?;
+            sns.subscribe(&aws, &resources.alert_topic_arn, Arc::clone(&forwarder.0))
+                .await?;
+            functions.extend([deploy_exec, watchdog, forwarder]);
+        } else {
+            sns.subscribe_recorder(&aws, &resources.deploy_topic_arn, DEPLOY_TOPIC_RECORDER)
+                .await?;
+        }
         Ok(LocalKiln {
-            moto,
-            aws,
-            resources: Resources {
-                deploy_topic_arn,
-                webhook_secret_arn,
-                webhook_secret,
-            },
+            resources,
             deploy_requests,
-            functions: Vec::new(),
-            gateway: None,
+            alerts,
+            sns,
+            ecs_tokens,
+            github,
+            slack,
+            webhook_url,
+            functions,
+            gateway,
+            http: reqwest::Client::builder()
+                .no_proxy()
+                .build()
+                .map_err(|e| HarnessError(format!("HTTP client: {e}")))?,
+            aws,
+            moto,
         })
     }
 
-    /// Starts a function binary configured for this emulator, with `env` on
-    /// top, its output passed to `on_line`; waits until it polls for events.
-    pub async fn start_function(
-        &mut self,
+    /// The running function `name`.
+    pub fn function(&self, name: &str) -> Option<&Arc<LambdaFunction>> {
+        self.functions
+            .iter()
+            .map(|(function, _)| function)
+            .find(|f| f.name() == name)
+    }
+
+    /// Posts a GitHub delivery of `body` to the webhook URL, signed with
+    /// `secret`.
+    pub async fn deliver(
+        &self,
+        event: &str,
+        delivery_id: &str,
+        body: &[u8],
+        secret: &str,
+    ) -> Answer {
+        let mut request = self
+            .http
+            .post(&self.webhook_url)
+            .timeout(Duration::from_secs(60))
+            .body(body.to_vec());
+        for (name, value) in github_headers(event, delivery_id, secret, body) {
+            request = request.header(name, value);
+        }
+        match request.send().await {
+            Ok(response) => {
+                let status = response.status().as_u16();
+                Answer {
+                    status,
+                    body: response.text().await.unwrap_or_default(),
+                }
+            }
+            Err(err) => Answer {
+                status: 0,
+                body: kiln::aws::error_chain(&err),
+            },
+        }
+    }
+
+    /// [`LocalKiln::deliver`], signed with the webhook secret.
+    pub async fn deliver_signed(&self, event: &str, delivery_id: &str, body: &[u8]) -> Answer {
+        let secret = self.resources.webhook_secret.clone();
+        self.deliver(event, delivery_id, body, &secret).await
+    }
+
+    /// The deploy cluster's tasks started for a delivery, with their tags.
+    pub async fn tasks_of_delivery(&self, delivery_id: &str) -> Result<Vec<Task>, HarnessError> {
+        let cluster = &self.resources.ecs.cluster_name;
+        let listed = self
+            .aws
+            .ecs
+            .list_tasks()
+            .cluster(cluster)
+            .started_by(format!("kiln/{delivery_id}"))
+            .send()
+            .await
+            .map_err(|e| HarnessError(format!("ListTasks: {}", kiln::aws::error_chain(&e))))?;
+        let arns = listed.task_arns.unwrap_or_default();
+        if arns.is_empty() {
+            return Ok(Vec::new());
+        }
+        let described = self
+            .aws
+            .ecs
+            .describe_tasks()
+            .cluster(cluster)
+            .set_tasks(Some(arns))
+            .include(TaskField::Tags)
+            .send()
+            .await
+            .map_err(|e| HarnessError(format!("DescribeTasks: {}", kiln::aws::error_chain(&e))))?;
+        Ok(described.tasks.unwrap_or_default())
+    }
+
+    /// Every task on the deploy cluster.
+    pub async fn deploy_tasks(&self) -> Vec<Task> {
+        self.aws
+            .describe_all_tasks(&self.resources.ecs.cluster_name)
+            .await
+    }
+
+    /// The application's Auto Scaling group sizes.
+    pub async fn asg_capacity(&self) -> AsgCapacity {
+        self.aws.asg_capacity(names::APP_ASG).await
+    }
+
+    /// Invokes a function directly, as an EventBridge rule does.
+    pub async fn invoke(&self, function: &str, event: Value) -> Result<Value, String> {
+        match self.function(function) {
+            Some(f) => f.invoke(event).await.map_err(|e| e.to_string()),
+            None => Err(format!("{function} is not running")),
+        }
+    }
+
+    /// An ECS Task State Change of an application task whose essential
+    /// container exited with code 1 (the synthetic fixture, moved to the
+    /// local account, region and application cluster).
+    pub fn crash_event(&self) -> Value {
+        let text = fixture_json("synthetic/ecs-task-stopped-essential-exit1.json")
+            .to_string()
+            .replace("us-west-2", REGION)
+            .replace("111122223333", ACCOUNT_ID)
+            .replace("FargateCluster", names::APP_CLUSTER)
+            .replace("sample-fargate", "kiln-app-web");
+        serde_json::from_str(&text).unwrap_or(Value::Null)
+    }
+
+    /// The ECS Task State Change of a deploy task that stopped with
+    /// `exit_code` (0 or 1), as EventBridge delivers it. The event carries
+    /// no overrides, so deploy-exec reads the deployment back from the
+    /// task's tags on moto.
+    pub fn deploy_task_stopped_event(
+        &self,
+        task_arn: &str,
+        delivery_id: &str,
+        exit_code: u8,
+    ) -> Value {
+        let fixture = if exit_code == 0 {
+            "synthetic/deploy-task-stopped-exit0.json"
+        } else {
+            "synthetic/deploy-task-stopped-exit1.json"
+        };
+        let text = fixture_json(fixture)
+            .to_string()
+            .replace("us-west-2", REGION)
+            .replace("111122223333", ACCOUNT_ID);
+        let mut event: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+        event["resources"] = json!([task_arn]);
+        let detail = &mut event["detail"];
+        detail["taskArn"] = task_arn.into();
+        detail["clusterArn"] = self.resources.ecs.cluster_arn.clone().into();
+        detail["taskDefinitionArn"] = self.resources.ecs.task_definition_arn.clone().into();
+        detail["startedBy"] = format!("kiln/{delivery_id}").into();
+        detail["overrides"] = Value::Null;
+        if let Some(containers) = detail["containers"].as_array_mut() {
+            for container in containers {
+                container["taskArn"] = task_arn.into();
+                container["name"] = names::CONTAINER_NAME.into();
+            }
+        }
+        event
+    }
+
+    /// Puts the dead-letter alarm in ALARM on moto's CloudWatch and
+    /// publishes the notification CloudWatch would send to its action, the
+    /// alert topic (moto keeps alarm states but never runs alarm actions).
+    /// Returns the SNS message id.
+    pub async fn raise_alarm(&self) -> Result<String, HarnessError> {
+        let alarm = names::DEAD_LETTERS_ALARM;
+        let topic = &self.resources.alert_topic_arn;
+        let reason = "Threshold Crossed: 1 out of the last 1 datapoints [3.0] was greater than the threshold (0.0) (minimum 1 datapoint for OK -> ALARM transition).";
+        self.cloudwatch(&[
+            ("Action", "PutMetricAlarm"),
+            ("AlarmName", alarm),
+            (
+                "AlarmDescription",
+                "Deploy requests that deploy-exec could not start wait in kiln-deploy-exec-dlq.",
+            ),
+            ("Namespace", "AWS/SQS"),
+            ("MetricName", "ApproximateNumberOfMessagesVisible"),
+            ("Dimensions.member.1.Name", "QueueName"),
+            ("Dimensions.member.1.Value", names::DEAD_LETTER_QUEUE),
+            ("Statistic", "Maximum"),
+            ("Period", "60"),
+            ("EvaluationPeriods", "1"),
+            ("Threshold", "0"),
+            ("ComparisonOperator", "GreaterThanThreshold"),
+            ("TreatMissingData", "notBreaching"),
+            ("AlarmActions.member.1", topic),
+        ])
+        .await?;
+        self.cloudwatch(&[
+            ("Action", "SetAlarmState"),
+            ("AlarmName", alarm),
+            ("StateValue", "ALARM"),
+            ("StateReason", reason),
+        ])
+        .await?;
+        let described = self
+            .cloudwatch(&[("Action", "DescribeAlarms"), ("AlarmNames.member.1", alarm)])
+            .await?;
+        let state = xml_text(&described, "StateValue").unwrap_or_default();
+        if state != "ALARM" {
+            return Err(HarnessError(format!(
+                "moto's alarm {alarm} is in {state:?}, not ALARM"
+            )));
+        }
+        let now = time::OffsetDateTime::now_utc()
+            .format(time::macros::format_description!(
+                "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]+0000"
+            ))
+            .unwrap_or_default();
+        let message = json!({
+            "AlarmName": alarm,
+            "AlarmDescription": xml_text(&described, "AlarmDescription"),
+            "AWSAccountId": ACCOUNT_ID,
+            "AlarmConfigurationUpdatedTimestamp": now,
+            "NewStateValue": "ALARM",
+            "NewStateReason": reason,
+            "StateChangeTime": now,
+            "Region": "US East (N. Virginia)",
+            "AlarmArn": format!("arn:aws:cloudwatch:{REGION}:{ACCOUNT_ID}:alarm:{alarm}"),
+            "OldStateValue": "OK",
+            "OKActions": [],
+            "AlarmActions": [topic],
+            "InsufficientDataActions": [],
+            "Trigger": {
+                "MetricName": "ApproximateNumberOfMessagesVisible",
+                "Namespace": "AWS/SQS",
+                "StatisticType": "Statistic",
+                "Statistic": "MAXIMUM",
+                "Unit": null,
+                "Dimensions": [{"value": names::DEAD_LETTER_QUEUE, "name": "QueueName"}],
+                "Period": 60,
+                "EvaluationPeriods": 1,
+                "DatapointsToAlarm": 1,
+                "ComparisonOperator": "GreaterThanThreshold",
+                "Threshold": 0.0,
+                "TreatMissingData": "notBreaching",
+                "EvaluateLowSampleCountPercentile": ""
+            }
+        });
+        let published = self
+            .aws
+            .sns
+            .publish()
+            .topic_arn(topic)
+            .subject(format!("ALARM: \"{alarm}\" in US East (N. Virginia)"))
+            .message(message.to_string())
+            .send()
+            .await
+            .map_err(|e| HarnessError(format!("Publish: {}", kiln::aws::error_chain(&e))))?;
+        Ok(published.message_id.unwrap_or_default())
+    }
+
+    /// One CloudWatch call over the query protocol, which moto speaks (the
+    /// Rust SDK's CloudWatch client speaks CBOR, which it does not).
+    async fn cloudwatch(&self, params: &[(&str, &str)]) -> Result<String, HarnessError> {
+        let form = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(params)
+            .append_pair("Version", "2010-08-01")
+            .finish();
+        // moto routes query calls by the credential scope's service and
+        // does not check the signature.
+        let authorization = format!(
+            "AWS4-HMAC-SHA256 Credential=testing/20240101/{REGION}/monitoring/aws4_request, \
+             SignedHeaders=host, Signature=0"
+        );
+        let what = params.first().map(|(_, v)| *v).unwrap_or("CloudWatch");
+        let response = self
+            .http
+            .post(format!("{}/", self.moto.endpoint()))
+            .header("Authorization", authorization)
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body(form)
+            .send()
+            .await
+            .map_err(|e| HarnessError(format!("{what}: {}", kiln::aws::error_chain(&e))))?;
+        let status = response.status();
+        let body = response.text().await.unwrap_or_default();
+        if status.is_success() {
+            Ok(body)
+        } else {
+            Err(HarnessError(format!("{what} answered {status}: {body}")))
+        }
+    }
+
+    /// A `curl` command that sends the fixture `fixture` as a signed push
+    /// (the signature is over the file's bytes, which `--data-binary @`
+    /// sends unchanged).
+    pub fn curl_command(&self, fixture: &str, delivery_id: &str) -> String {
+        let path = crate::fixtures::fixtures_dir().join(fixture);
+        let body = fixture_bytes(fixture);
+        let signature = github_signature(&self.resources.webhook_secret, &body);
+        format!(
+            "curl -sS -i -X POST '{}' \\\n  -H 'content-type: application/json' \\\n  -H 'x-github-event: push' \\\n  -H 'x-github-delivery: {delivery_id}' \\\n  -H 'x-hub-signature-256: {signature}' \\\n  --data-binary @{}",
+            self.webhook_url,
+            path.display()
+        )
+    }
+}
+
+/// The SNS messages a queue receives within `timeout`, stopping early once
+/// `count` have arrived (fewer or more are returned as they are).
+pub async fn receive(queue: &SnsQueue, count: usize, timeout: Duration) -> Vec<SnsEnvelope> {
+    let deadline = Instant::now() + timeout;
+    let mut all = Vec::new();
+    while all.len() < count {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        all.extend(queue.receive(left.min(Duration::from_secs(1))).await);
+    }
+    all.extend(queue.drain().await);
+    all
+}
+
+struct Starter<'a> {
+    options: &'a Options,
+    moto_env: Vec<(String, String)>,
+}
+
+impl Starter<'_> {
+    /// Starts one function binary and waits until it polls for events.
+    async fn start(
+        &self,
         name: &str,
         env: Vec<(String, String)>,
-        on_line: impl Fn(&str, &OutputLine) + Send + Sync + 'static,
     ) -> Result<(Arc<LambdaFunction>, Duration), HarnessError> {
-        let function = LambdaFunction::builder(name)
-            .binary(function_binary(name)?)
-            .env(self.moto.child_env())
+        let mut builder = LambdaFunction::builder(name)
+            .binary(self.options.binaries.path(name).await?)
+            .env(self.moto_env.clone())
             .env(env)
-            .echo(false)
-            .on_line(on_line)
-            .try_start()
-            .await?;
-        let function = Arc::new(function);
-        self.functions.push(Arc::clone(&function));
+            .env(self.options.extra_env.clone())
+            .echo(false);
+        if let Some(sink) = self.options.on_function_line.clone() {
+            builder =
+                builder.on_line(move |function: &str, line: &OutputLine| sink(function, line));
+        }
+        let function = Arc::new(builder.try_start().await?);
         match function.wait_ready(Duration::from_secs(60)).await {
             Ok(init) => Ok((function, init)),
             Err(failure) => Err(HarnessError(format!("{name} {failure}"))),
         }
     }
+}
 
-    /// Starts deploy-trigger behind the local API Gateway; returns the
-    /// webhook URL and the function's init time.
-    pub async fn start_deploy_trigger(
-        &mut self,
-        on_line: impl Fn(&str, &OutputLine) + Send + Sync + 'static,
-    ) -> Result<(String, Duration), HarnessError> {
-        let env = vec![
-            (
-                "WEBHOOK_SECRET_ARN".to_string(),
-                self.resources.webhook_secret_arn.clone(),
-            ),
-            (
-                "DEPLOY_TOPIC_ARN".to_string(),
-                self.resources.deploy_topic_arn.clone(),
-            ),
-            // The fixtures push to `master`.
-            (
-                "DEPLOY_BRANCHES".to_string(),
-                "main=production,master=production".to_string(),
-            ),
-        ];
-        let (function, init) = self.start_function("deploy-trigger", env, on_line).await?;
-        let gateway = ApiGateway::start(names::WEBHOOK_ROUTE, function).await?;
-        let url = gateway.url();
-        self.gateway = Some(gateway);
-        Ok((url, init))
-    }
+async fn provision(aws: &Aws) -> Result<Resources, HarnessError> {
+    let deploy_topic_arn = aws.create_topic(names::DEPLOY_TOPIC).await;
+    let alert_topic_arn = aws.create_topic(names::ALERT_TOPIC).await;
+    let webhook_secret = format!("local-{:016x}", crate::process::random_u64());
+    let webhook_secret_arn = aws
+        .create_secret(names::WEBHOOK_SECRET, &webhook_secret)
+        .await;
+    // The URL is put in once the sink listens.
+    let slack_secret_arn = aws.create_secret(names::SLACK_SECRET, "{}").await;
+    let github_token_secret_arn = aws
+        .create_secret(
+            names::GITHUB_TOKEN_SECRET,
+            &format!("ghp_local{:016x}", crate::process::random_u64()),
+        )
+        .await;
+    let ecs = aws
+        .create_ecs_with_container(
+            names::DEPLOY_CLUSTER,
+            names::STACK_UPDATER_FAMILY,
+            names::CONTAINER_NAME,
+        )
+        .await;
+    let app_cluster = aws
+        .ecs
+        .create_cluster()
+        .cluster_name(names::APP_CLUSTER)
+        .send()
+        .await
+        .map_err(|e| HarnessError(format!("CreateCluster: {}", kiln::aws::error_chain(&e))))?;
+    let app_cluster_arn = app_cluster
+        .cluster
+        .and_then(|c| c.cluster_arn)
+        .ok_or_else(|| HarnessError("CreateCluster returned no cluster ARN".into()))?;
+    aws.create_asg(names::APP_ASG, 0, 1, 2).await;
+    Ok(Resources {
+        deploy_topic_arn,
+        alert_topic_arn,
+        webhook_secret_arn,
+        webhook_secret,
+        slack_secret_arn,
+        github_token_secret_arn,
+        ecs,
+        app_cluster_arn,
+    })
+}
+
+fn pairs(items: &[(&str, String)]) -> Vec<(String, String)> {
+    items
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect()
+}
+
+fn deploy_trigger_env(resources: &Resources) -> Vec<(String, String)> {
+    pairs(&[
+        ("WEBHOOK_SECRET_ARN", resources.webhook_secret_arn.clone()),
+        ("DEPLOY_TOPIC_ARN", resources.deploy_topic_arn.clone()),
+        // The fixtures push to `master`.
+        (
+            "DEPLOY_BRANCHES",
+            "main=production,master=production".into(),
+        ),
+    ])
+}
+
+fn deploy_exec_env(resources: &Resources, github: &RecordingServer) -> Vec<(String, String)> {
+    let ecs = &resources.ecs;
+    pairs(&[
+        ("CLUSTER", ecs.cluster_name.clone()),
+        // The template passes family:revision.
+        ("TASK_DEFINITION", format!("{}:1", ecs.family)),
+        ("CONTAINER_NAME", ecs.container_name.clone()),
+        ("SUBNETS", ecs.subnets_csv()),
+        ("SECURITY_GROUPS", ecs.security_groups_csv()),
+        (
+            "GITHUB_TOKEN_SECRET_ARN",
+            resources.github_token_secret_arn.clone(),
+        ),
+        ("GITHUB_API_URL", github.url()),
+    ])
+}
+
+fn watchdog_env(resources: &Resources) -> Vec<(String, String)> {
+    pairs(&[
+        ("ASG_NAME", names::APP_ASG.into()),
+        ("ALERT_TOPIC_ARN", resources.alert_topic_arn.clone()),
+        ("CLUSTER_ARN", resources.app_cluster_arn.clone()),
+    ])
+}
+
+fn forwarder_env(resources: &Resources) -> Vec<(String, String)> {
+    pairs(&[(
+        "SLACK_WEBHOOK_SECRET_ARN",
+        resources.slack_secret_arn.clone(),
+    )])
+}
+
+/// GitHub's commit and deployment status APIs: what is posted is listed
+/// back, newest first, as GitHub does.
+async fn github_fake() -> RecordingServer {
+    let server = RecordingServer::start().await;
+    let posted: Arc<Mutex<Vec<(String, Value)>>> = Arc::default();
+    server.respond_with(move |request: &RecordedRequest| {
+        let mut posted = posted
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match request.method.as_str() {
+            "POST" => {
+                let mut status: Value = serde_json::from_slice(&request.body).unwrap_or(json!({}));
+                status["id"] = (posted.len() + 1).into();
+                posted.push((request.path.clone(), status.clone()));
+                Some(Reply::json(201, &status))
+            }
+            "GET" => {
+                // GET .../commits/SHA/statuses lists what was posted to
+                // .../statuses/SHA; deployments use one path for both.
+                let posted_to = request.path.replace("/commits/", "/statuses/");
+                let posted_to = posted_to.trim_end_matches("/statuses");
+                let listed: Vec<Value> = posted
+                    .iter()
+                    .rev()
+                    .filter(|(path, _)| *path == request.path || path == posted_to)
+                    .map(|(_, status)| status.clone())
+                    .collect();
+                Some(Reply::json(200, &Value::Array(listed)))
+            }
+            _ => None,
+        }
+    });
+    server
+}
+
+/// The text of the first `<tag>…</tag>`.
+fn xml_text(xml: &str, tag: &str) -> Option<String> {
+    let open = format!("<{tag}>");
+    let start = xml.find(&open)? + open.len();
+    let end = xml[start..].find(&format!("</{tag}>"))? + start;
+    Some(xml[start..end].to_string())
 }
 
 /// One checked step of the story.
@@ -274,12 +906,115 @@ fn clip(text: &str, width: usize) -> String {
 }
 
 /// Prints a function's output line in the story, indented and named.
+/// JSON log lines are shortened to level, message and fields; metric lines
+/// (EMF) are left out.
 pub fn print_function_line(function: &str, line: &OutputLine) {
+    let text = match serde_json::from_str::<Value>(&line.text) {
+        Ok(log) if log.get("_aws").is_some() => return,
+        Ok(log) if log.is_object() => log_summary(&log),
+        _ => line.text.clone(),
+    };
     let stream = match line.stream {
         Stream::Stdout => "",
         Stream::Stderr => " (stderr)",
     };
-    println!("      │ {function}{stream}: {}", line.text);
+    println!("      │ {function}{stream}: {text}");
+    let _ = std::io::stdout().flush();
+}
+
+/// `LEVEL message key=value …` from one of kiln's JSON log lines (events
+/// flattened: the message and fields at the top, the spans in a list).
+fn log_summary(log: &Value) -> String {
+    const NOT_FIELDS: [&str; 8] = [
+        "timestamp",
+        "level",
+        "message",
+        "target",
+        "spans",
+        "filename",
+        "line_number",
+        "threadId",
+    ];
+    let level = log["level"].as_str().unwrap_or("?");
+    let message = log["message"].as_str().unwrap_or_default();
+    let mut text = format!("{level} {message}");
+    let span_fields = log["spans"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_object)
+        .flat_map(|span| span.iter())
+        .filter(|(key, _)| !matches!(key.as_str(), "name" | "requestId" | "xrayTraceId"));
+    let own_fields = log
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter(|(key, _)| !NOT_FIELDS.contains(&key.as_str()));
+    for (key, value) in span_fields.chain(own_fields) {
+        let value = match value {
+            Value::String(text) => text.clone(),
+            other => other.to_string(),
+        };
+        text.push_str(&format!(" {key}={value}"));
+    }
+    text
+}
+
+/// Prints a Slack message readably: its Block Kit blocks as lines of text.
+pub fn print_slack_message(body: &Value) {
+    println!("      ┌─ Slack message");
+    for line in slack_lines(body) {
+        println!("      │ {line}");
+    }
+    println!("      └─");
+    let _ = std::io::stdout().flush();
+}
+
+/// A Slack message as text: the header, the sections (field titles become
+/// `Title: value`), the context line; the fallback text if it has no
+/// blocks.
+pub fn slack_lines(body: &Value) -> Vec<String> {
+    let mrkdwn = |text: &str| match text.strip_prefix('*').and_then(|t| t.split_once("*\n")) {
+        Some((title, value)) => format!("{title}: {}", value.replace('\n', " ")),
+        None => text.replace('\n', " "),
+    };
+    let mut lines = Vec::new();
+    for block in body["blocks"].as_array().into_iter().flatten() {
+        match block["type"].as_str().unwrap_or_default() {
+            "header" => lines.push(
+                block["text"]["text"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+            ),
+            "section" => {
+                if let Some(text) = block["text"]["text"].as_str() {
+                    lines.push(mrkdwn(text));
+                }
+                for field in block["fields"].as_array().into_iter().flatten() {
+                    lines.push(format!(
+                        "  {}",
+                        mrkdwn(field["text"].as_str().unwrap_or_default())
+                    ));
+                }
+            }
+            "context" => {
+                let parts: Vec<&str> = block["elements"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|e| e["text"].as_str())
+                    .collect();
+                lines.push(parts.join(" "));
+            }
+            "divider" => lines.push("—".into()),
+            _ => {}
+        }
+    }
+    if lines.is_empty() {
+        lines.push(body["text"].as_str().unwrap_or_default().to_string());
+    }
+    lines
 }
 
 #[cfg(test)]
@@ -297,6 +1032,48 @@ mod tests {
         assert!(summary.contains("✗"));
         assert!(summary.contains("1/2 steps passed"));
         assert!(!story.all_ok());
+    }
+
+    #[test]
+    fn slack_messages_read_as_lines() {
+        let body = serde_json::json!({
+            "text": "fallback",
+            "blocks": [
+                {"type": "header", "text": {"type": "plain_text", "text": "🚨 Crash loop"}},
+                {"type": "section", "text": {"type": "mrkdwn", "text": "A task stopped."}},
+                {"type": "section", "fields": [{"type": "mrkdwn", "text": "*Exit code*\n1"}]},
+                {"type": "context", "elements": [{"type": "mrkdwn", "text": "critical"}]}
+            ]
+        });
+        assert_eq!(
+            slack_lines(&body),
+            vec![
+                "🚨 Crash loop",
+                "A task stopped.",
+                "  Exit code: 1",
+                "critical"
+            ]
+        );
+        assert_eq!(
+            slack_lines(&serde_json::json!({"text": "plain"})),
+            vec!["plain"]
+        );
+    }
+
+    #[test]
+    fn json_log_lines_are_summarised() {
+        let log = serde_json::json!({
+            "timestamp": "2026-11-22T10:00:00Z",
+            "level": "INFO",
+            "message": "deploy task started",
+            "task_arn": "arn:t",
+            "target": "deploy_exec::handler",
+            "spans": [{"name": "deploy_request", "delivery_id": "d-1"}]
+        });
+        assert_eq!(
+            log_summary(&log),
+            "INFO deploy task started delivery_id=d-1 task_arn=arn:t"
+        );
     }
 
     #[test]

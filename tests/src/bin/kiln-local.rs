@@ -1,31 +1,46 @@
-//! `kiln-local run`: kiln on this machine, against an emulated AWS.
+//! `kiln-local`: kiln on this machine, against an emulated AWS.
 //!
-//! Starts moto, provisions kiln's resources, runs the real function
-//! binaries (release builds, `$KILN_BIN_DIR` or `target/release`) under the
-//! emulated Lambda Runtime API behind their local front doors, drives a
-//! scripted demo and prints what happens at each step, then a summary. Exits
-//! 0 only if every step did what it should.
+//! - `kiln-local run` (what `make run` calls) starts moto, provisions
+//!   kiln's resources, runs the four function binaries under the emulated
+//!   Lambda Runtime API behind their local front doors, drives a scripted
+//!   demo printing what happens at each step, then a summary table. Exits 0
+//!   only if every step did what it should.
+//! - `kiln-local dev` (what `make dev` calls) starts the same stack and
+//!   leaves it running until Ctrl-C, printing the webhook URL, the secret and
+//!   a signed `curl` command.
+//!
+//! The function binaries are taken from `$KILN_BIN_DIR`, or from the
+//! directory this program is in (`make run` builds them all there).
 
 use std::process::ExitCode;
-use std::time::Duration;
+use std::sync::Arc;
 
-use kiln_tests::fixtures::{fixture_bytes, github_headers};
-use kiln_tests::local::{LocalKiln, Story, function_bin_dir, names, print_function_line};
-use serde_json::Value;
+use kiln_tests::local::{
+    Binaries, FUNCTIONS, LocalKiln, Options, PUSH_FIXTURE, Story, demo, names, print_function_line,
+    print_slack_message,
+};
 
-const USAGE: &str = "usage: kiln-local run\n\n  run   start an emulated AWS, run kiln's functions on it and show what they do";
+const USAGE: &str = "usage: kiln-local [run | dev]
 
-const PUSH_FIXTURE: &str = "github/push/with-new-branch.payload.json";
+  run   start an emulated AWS, run kiln's functions on it, show what they do, stop
+  dev   start the same and leave it running (Ctrl-C stops it)";
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Run,
+    Dev,
+}
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    match args
+    let mode = match args
         .iter()
         .map(String::as_str)
         .collect::<Vec<_>>()
         .as_slice()
     {
-        [] | ["run"] => {}
+        [] | ["run"] => Mode::Run,
+        ["dev"] => Mode::Dev,
         ["-h" | "--help" | "help"] => {
             println!("{USAGE}");
             return ExitCode::SUCCESS;
@@ -34,7 +49,7 @@ fn main() -> ExitCode {
             eprintln!("{USAGE}");
             return ExitCode::from(2);
         }
-    }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -45,9 +60,15 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    // A harness panic (the emulator misbehaving) ends the run as a failed
-    // step, not as a backtrace.
-    let outcome = runtime.block_on(async { tokio::spawn(run()).await });
+    // A harness panic (the emulator misbehaving) ends the run as a failure
+    // with its message, not as a backtrace; everything started is stopped
+    // as the task unwinds.
+    let outcome = runtime.block_on(async {
+        match mode {
+            Mode::Run => tokio::spawn(run()).await,
+            Mode::Dev => tokio::spawn(dev()).await,
+        }
+    });
     match outcome {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
@@ -58,118 +79,108 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run() -> bool {
-    let mut story = Story::new();
-    println!("kiln, locally: the emulated AWS is moto on 127.0.0.1; nothing leaves this machine.");
-    println!("function binaries: {}", function_bin_dir().display());
+fn options() -> Options {
+    Options {
+        binaries: Binaries::beside_this_program(),
+        on_function_line: Some(Arc::new(print_function_line)),
+        on_slack_message: Some(Arc::new(print_slack_message)),
+        deploy_trigger_only: false,
+        extra_env: Vec::new(),
+    }
+}
 
-    story.chapter("Start the emulated AWS and provision kiln's resources");
-    let mut kiln = match LocalKiln::provision().await {
+/// Starts everything, telling the story; `None` if something did not start.
+async fn start(story: &mut Story) -> Option<LocalKiln> {
+    let options = options();
+    println!("kiln, locally: AWS is moto on 127.0.0.1; nothing leaves this machine.");
+    println!("function binaries: {}", options.binaries.describe());
+    story.chapter("Start moto, provision kiln's resources, start the four functions");
+    let kiln = match LocalKiln::start(options).await {
         Ok(kiln) => kiln,
         Err(err) => {
-            story.check("emulator", "moto running", &err.to_string(), false);
-            return finish(&story);
-        }
-    };
-    story.check("emulator", "moto running", kiln.moto.endpoint(), true);
-    story.say(&format!(
-        "deploy topic    {}",
-        kiln.resources.deploy_topic_arn
-    ));
-    story.say(&format!(
-        "webhook secret  {}",
-        kiln.resources.webhook_secret_arn
-    ));
-
-    story.chapter("Start deploy-trigger behind a local API Gateway (HTTP API, payload 2.0)");
-    let url = match kiln.start_deploy_trigger(print_function_line).await {
-        Ok((url, init)) => {
             story.check(
-                "deploy-trigger init",
-                "polls for events",
-                &format!("ready in {} ms", init.as_millis()),
-                true,
-            );
-            url
-        }
-        Err(err) => {
-            story.check(
-                "deploy-trigger init",
-                "polls for events",
+                "local stack",
+                "moto and 4 functions running",
                 &err.to_string(),
                 false,
             );
-            return finish(&story);
+            return None;
         }
     };
-    story.say(&format!("webhook URL     {url}"));
-
-    story.chapter("GitHub delivers a signed push");
-    let body = fixture_bytes(PUSH_FIXTURE);
-    let payload: Value = serde_json::from_slice(&body).unwrap_or_default();
-    let sha = payload["after"].as_str().unwrap_or_default().to_string();
-    let git_ref = payload["ref"].as_str().unwrap_or_default().to_string();
-    let delivery_id = format!("local-{}", std::process::id());
+    let r = &kiln.resources;
+    story.say(&format!("moto            {}", kiln.moto.endpoint()));
+    story.say(&format!("deploy topic    {}", r.deploy_topic_arn));
+    story.say(&format!("alert topic     {}", r.alert_topic_arn));
+    story.say(&format!("webhook secret  {}", r.webhook_secret_arn));
+    story.say(&format!("Slack secret    {}", r.slack_secret_arn));
+    story.say(&format!("GitHub token    {}", r.github_token_secret_arn));
+    story.say(&format!("ECS cluster     {}", r.ecs.cluster_arn));
     story.say(&format!(
-        "push {git_ref} @ {sha} (fixture {PUSH_FIXTURE}), delivery {delivery_id}"
+        "task definition {} (container {})",
+        r.ecs.task_definition_arn, r.ecs.container_name
     ));
-    let mut request = reqwest::Client::new()
-        .post(&url)
-        .timeout(Duration::from_secs(60))
-        .body(body.clone());
-    for (name, value) in github_headers("push", &delivery_id, &kiln.resources.webhook_secret, &body)
-    {
-        request = request.header(name, value);
+    story.say(&format!("app cluster     {}", r.app_cluster_arn));
+    story.say(&format!(
+        "app ASG         {} (min 0, desired 1, max 2)",
+        names::APP_ASG
+    ));
+    story.say(&format!(
+        "GitHub API      {} (local fake)",
+        kiln.github.url()
+    ));
+    story.say(&format!(
+        "Slack webhook   {} (local sink)",
+        kiln.slack.url()
+    ));
+    for (function, init) in &kiln.functions {
+        story.say(&format!(
+            "{:<16}pid {}, ready in {} ms",
+            function.name(),
+            function.pid(),
+            init.as_millis()
+        ));
     }
-    let (status, answer) = match request.send().await {
-        Ok(response) => {
-            let status = response.status().as_u16();
-            (status, response.text().await.unwrap_or_default())
-        }
-        Err(err) => (0, kiln::aws::error_chain(&err)),
-    };
-    story.say(&format!("answer: {status} {answer}"));
-    story.check("signed push", "200", &format!("{status}"), status == 200);
+    story.check(
+        "local stack",
+        "moto and 4 functions running",
+        &format!("{} functions ready", kiln.functions.len()),
+        kiln.functions.len() == FUNCTIONS.len(),
+    );
+    story.say(&format!("webhook URL     {}", kiln.webhook_url));
+    Some(kiln)
+}
 
-    story.chapter("The deploy request on SNS (read back through an SQS subscription)");
-    let published = kiln.deploy_requests.receive(Duration::from_secs(2)).await;
-    match published.as_slice() {
-        [envelope] => {
-            let request: Value = serde_json::from_str(&envelope.message).unwrap_or_default();
-            story.say(&format!(
-                "SNS message {}: {}",
-                envelope.message_id, envelope.message
-            ));
-            let environment = request["environment"].as_str().unwrap_or_default();
-            let ok = request["kind"] == "kiln.deploy.request"
-                && request["sha"] == sha.as_str()
-                && request["delivery_id"] == delivery_id.as_str()
-                && environment == "production";
-            story.check(
-                "deploy request",
-                &format!("production @ {}", short(&sha)),
-                &format!(
-                    "{environment} @ {}",
-                    short(request["sha"].as_str().unwrap_or_default())
-                ),
-                ok,
-            );
-        }
-        other => {
-            story.check(
-                "deploy request",
-                &format!("1 message on {}", names::DEPLOY_TOPIC),
-                &format!("{} messages", other.len()),
-                false,
-            );
-        }
-    }
+async fn run() -> bool {
+    let mut story = Story::new();
+    let Some(kiln) = start(&mut story).await else {
+        return finish(&story);
+    };
+    demo::run(&kiln, &mut story).await;
+    story.chapter("Stop everything");
     drop(kiln);
+    story.say("moto, the functions and the local endpoints are stopped");
     finish(&story)
 }
 
-fn short(sha: &str) -> &str {
-    sha.get(..12).unwrap_or(sha)
+async fn dev() -> bool {
+    let mut story = Story::new();
+    let Some(kiln) = start(&mut story).await else {
+        return finish(&story);
+    };
+    let delivery = "11111111-2222-4333-8444-555555555555";
+    println!("\n==> kiln is running locally. Ctrl-C stops it.\n");
+    println!("webhook URL:     {}", kiln.webhook_url);
+    println!("webhook secret:  {}", kiln.resources.webhook_secret);
+    println!("\nA signed push ({PUSH_FIXTURE}); send it twice to see the second start no task:\n");
+    println!("{}\n", kiln.curl_command(PUSH_FIXTURE, delivery));
+    println!("Function logs and Slack messages appear below.");
+    match tokio::signal::ctrl_c().await {
+        Ok(()) => println!("\nstopping…"),
+        Err(err) => eprintln!("\nwaiting for Ctrl-C failed ({err}); stopping"),
+    }
+    drop(kiln);
+    println!("moto, the functions and the local endpoints are stopped");
+    true
 }
 
 fn finish(story: &Story) -> bool {

@@ -1,0 +1,447 @@
+//! The scripted demo `kiln-local run` prints, one chapter per thing kiln
+//! does, each step checked against the emulator's state. The end-to-end
+//! test runs the same script and asserts every step passed.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::{LocalKiln, PUSH_FIXTURE, Story, names, receive};
+use crate::fixtures::fixture_bytes;
+use crate::local::ecs_tokens::RunTaskOutcome;
+
+/// How long a function may take to handle what SNS delivered to it.
+const HANDLED_WITHIN: Duration = Duration::from_secs(60);
+
+/// The ids the demo produced, for callers that look further.
+#[derive(Debug, Clone, Default)]
+pub struct DemoIds {
+    pub delivery_id: String,
+    pub task_arn: Option<String>,
+    pub client_token: Option<String>,
+}
+
+/// Runs every chapter; the story records each checked step.
+pub async fn run(kiln: &LocalKiln, story: &mut Story) -> DemoIds {
+    let mut ids = DemoIds {
+        delivery_id: crate::process::uuid_like(),
+        ..DemoIds::default()
+    };
+    signed_push(kiln, story, &mut ids).await;
+    redelivery(kiln, story, &mut ids).await;
+    bad_signature(kiln, story).await;
+    deployment_end(kiln, story, &ids).await;
+    crash(kiln, story).await;
+    alarm(kiln, story).await;
+    ids
+}
+
+async fn signed_push(kiln: &LocalKiln, story: &mut Story, ids: &mut DemoIds) {
+    story.chapter("GitHub delivers a signed push");
+    let body = fixture_bytes(PUSH_FIXTURE);
+    let payload: Value = serde_json::from_slice(&body).unwrap_or_default();
+    let sha = payload["after"].as_str().unwrap_or_default().to_string();
+    let git_ref = payload["ref"].as_str().unwrap_or_default().to_string();
+    let delivery = ids.delivery_id.clone();
+    story.say(&format!(
+        "push {git_ref} @ {} of {} ({PUSH_FIXTURE}, {} bytes, signed with the local secret)",
+        short(&sha),
+        payload["repository"]["full_name"]
+            .as_str()
+            .unwrap_or_default(),
+        body.len()
+    ));
+    story.say(&format!("delivery {delivery}"));
+    let answer = kiln.deliver_signed("push", &delivery, &body).await;
+    story.say(&format!("answer: {} {}", answer.status, answer.body));
+    story.check(
+        "signed push",
+        "200 queued",
+        &format!("{} {}", answer.status, json_field(&answer.body, "status")),
+        answer.status == 200,
+    );
+
+    story.chapter("The deploy request on SNS (read back through an SQS subscription)");
+    let published = receive(&kiln.deploy_requests, 1, Duration::from_secs(5)).await;
+    match published.as_slice() {
+        [envelope] => {
+            let request: Value = serde_json::from_str(&envelope.message).unwrap_or_default();
+            story.say(&format!(
+                "SNS message {} on {}",
+                envelope.message_id,
+                names::DEPLOY_TOPIC
+            ));
+            story.say(&format!("  {}", envelope.message));
+            let environment = request["environment"].as_str().unwrap_or_default();
+            story.check(
+                "deploy request on SNS",
+                &format!("production @ {}", short(&sha)),
+                &format!(
+                    "{environment} @ {}",
+                    short(request["sha"].as_str().unwrap_or_default())
+                ),
+                request["kind"] == "kiln.deploy.request"
+                    && request["sha"] == sha.as_str()
+                    && request["delivery_id"] == delivery.as_str()
+                    && environment == "production",
+            );
+        }
+        other => {
+            story.check(
+                "deploy request on SNS",
+                "1 message",
+                &format!("{} messages", other.len()),
+                false,
+            );
+        }
+    }
+
+    story.chapter("SNS invokes deploy-exec, which starts the stack-updater task on ECS");
+    let handled = kiln
+        .sns
+        .wait_finished("deploy-exec", 1, HANDLED_WITHIN)
+        .await;
+    let outcome = handled.first().and_then(|d| d.outcome.clone());
+    let task_arn = match &outcome {
+        Some(Ok(answer)) => answer["started"][0]["task_arn"]
+            .as_str()
+            .map(str::to_string),
+        _ => None,
+    };
+    story.check(
+        "deploy-exec invoked by SNS",
+        "a task started",
+        &match (&outcome, &task_arn) {
+            (Some(Ok(_)), Some(arn)) => format!("task {}", task_id(arn)),
+            (Some(Ok(answer)), None) => format!("no task in {answer}"),
+            (Some(Err(err)), _) => err.to_string(),
+            (None, _) => "not invoked".into(),
+        },
+        task_arn.is_some(),
+    );
+    ids.task_arn = task_arn.clone();
+    let tasks = kiln.tasks_of_delivery(&delivery).await.unwrap_or_default();
+    match tasks.as_slice() {
+        [task] => {
+            story.say(&format!("ECS task {}", task.task_arn().unwrap_or_default()));
+            story.say(&format!(
+                "  task definition {}, startedBy {}, status {}",
+                task.task_definition_arn().unwrap_or_default(),
+                task.started_by().unwrap_or_default(),
+                task.last_status().unwrap_or_default()
+            ));
+            let environment = overrides(task);
+            for (name, value) in &environment {
+                story.say(&format!("  {name}={value}"));
+            }
+            let has =
+                |name: &str, value: &str| environment.iter().any(|(n, v)| n == name && v == value);
+            let ok = has("GIT_SHA", &sha)
+                && has("GIT_REF", &git_ref)
+                && has("STACK_ENV", "production")
+                && has("DELIVERY_ID", &delivery)
+                && has("REPOSITORY", "Codertocat/Hello-World");
+            story.check(
+                "ECS task overrides",
+                "GIT_SHA, GIT_REF, STACK_ENV, DELIVERY_ID",
+                &format!(
+                    "{} variables on {}",
+                    environment.len(),
+                    names::CONTAINER_NAME
+                ),
+                ok,
+            );
+        }
+        other => {
+            story.check(
+                "ECS task overrides",
+                "1 task for the delivery",
+                &format!("{} tasks", other.len()),
+                false,
+            );
+        }
+    }
+    ids.client_token = kiln
+        .ecs_tokens
+        .run_task_calls()
+        .iter()
+        .find(|c| c.started_by.as_deref() == Some(&format!("kiln/{delivery}")))
+        .and_then(|c| c.client_token.clone());
+    if let Some(token) = &ids.client_token {
+        story.say(&format!("RunTask clientToken {token}"));
+    }
+    let statuses = github_posts(kiln);
+    let pending = statuses
+        .iter()
+        .find(|(path, body)| path.ends_with(&sha) && body["state"] == "pending");
+    if let Some((path, body)) = pending {
+        story.say(&format!("GitHub POST {path}: {body}"));
+    }
+    story.check(
+        "GitHub commit status",
+        "pending",
+        &pending
+            .map(|(_, body)| body["state"].as_str().unwrap_or_default().to_string())
+            .unwrap_or_else(|| format!("{} statuses posted", statuses.len())),
+        pending.is_some(),
+    );
+}
+
+async fn redelivery(kiln: &LocalKiln, story: &mut Story, ids: &mut DemoIds) {
+    story.chapter("GitHub redelivers the same delivery");
+    let delivery = ids.delivery_id.clone();
+    let body = fixture_bytes(PUSH_FIXTURE);
+    let answer = kiln.deliver_signed("push", &delivery, &body).await;
+    story.say(&format!("answer: {} {}", answer.status, answer.body));
+    let handled = kiln
+        .sns
+        .wait_finished("deploy-exec", 2, HANDLED_WITHIN)
+        .await;
+    if let Some(Some(Ok(second))) = handled.get(1).map(|d| d.outcome.clone()) {
+        story.say(&format!("deploy-exec: {second}"));
+    }
+    let started_by = format!("kiln/{delivery}");
+    let calls: Vec<_> = kiln
+        .ecs_tokens
+        .run_task_calls()
+        .into_iter()
+        .filter(|c| c.started_by.as_deref() == Some(started_by.as_str()))
+        .collect();
+    let tokens: Vec<&str> = calls
+        .iter()
+        .filter_map(|c| c.client_token.as_deref())
+        .collect();
+    let same_token = tokens.len() == 2 && tokens[0] == tokens[1];
+    let second = calls.get(1).map(|c| match &c.outcome {
+        RunTaskOutcome::Replayed(_) => "the first answer again",
+        RunTaskOutcome::Conflict(_) => "ConflictException naming the first task",
+        RunTaskOutcome::Started(_) => "a new task",
+        RunTaskOutcome::Failed(_) => "a failure",
+    });
+    story.say(&format!(
+        "RunTask calls for {started_by}: {} with clientToken {}; ECS answered the second with {}",
+        calls.len(),
+        tokens.first().copied().unwrap_or("?"),
+        second.unwrap_or("nothing")
+    ));
+    // The redelivery is published again: deploy-exec is what keeps it
+    // from starting a second task.
+    let republished = receive(&kiln.deploy_requests, 1, Duration::from_secs(5)).await;
+    if let Some(envelope) = republished.first() {
+        story.say(&format!(
+            "published again as SNS message {}",
+            envelope.message_id
+        ));
+    }
+    let tasks = kiln.tasks_of_delivery(&delivery).await.unwrap_or_default();
+    story.check(
+        "redelivery",
+        "200, no second task (same clientToken)",
+        &format!(
+            "{}, {} task, {}",
+            answer.status,
+            tasks.len(),
+            if same_token {
+                "same clientToken"
+            } else {
+                "tokens differ"
+            }
+        ),
+        answer.status == 200 && tasks.len() == 1 && same_token,
+    );
+}
+
+async fn bad_signature(kiln: &LocalKiln, story: &mut Story) {
+    story.chapter("A delivery with a bad signature");
+    let delivery = crate::process::uuid_like();
+    let body = fixture_bytes(PUSH_FIXTURE);
+    let before = kiln.sns.deliveries_to("deploy-exec").len();
+    let answer = kiln
+        .deliver("push", &delivery, &body, "not-the-webhook-secret")
+        .await;
+    story.say(&format!("delivery {delivery}, signed with another secret"));
+    story.say(&format!("answer: {} {}", answer.status, answer.body));
+    // moto delivers during Publish: anything published is already there.
+    let published = kiln.deploy_requests.drain().await;
+    let invoked = kiln.sns.deliveries_to("deploy-exec").len() - before;
+    story.check(
+        "bad signature",
+        "401, nothing published",
+        &format!("{}, {} published", answer.status, published.len() + invoked),
+        answer.status == 401 && published.is_empty() && invoked == 0,
+    );
+}
+
+async fn deployment_end(kiln: &LocalKiln, story: &mut Story, ids: &DemoIds) {
+    story.chapter("The stack-updater task exits 0: deploy-exec reports success to GitHub");
+    let Some(task_arn) = ids.task_arn.clone() else {
+        story.check(
+            "deployment end",
+            "success status",
+            "no task was started",
+            false,
+        );
+        return;
+    };
+    let event = kiln.deploy_task_stopped_event(&task_arn, &ids.delivery_id, 0);
+    story.say(&format!(
+        "EventBridge: ECS Task State Change, task {} STOPPED, exit code 0",
+        task_id(&task_arn)
+    ));
+    let before = github_posts(kiln).len();
+    let answer = kiln.invoke("deploy-exec", event).await;
+    story.say(&format!(
+        "deploy-exec: {}",
+        answer.as_ref().map_or_else(String::clone, Value::to_string)
+    ));
+    let posted: Vec<_> = github_posts(kiln).into_iter().skip(before).collect();
+    for (path, body) in &posted {
+        story.say(&format!("GitHub POST {path}: {body}"));
+    }
+    let success = posted.iter().any(|(_, body)| body["state"] == "success");
+    story.check(
+        "deployment end",
+        "success status",
+        &posted
+            .first()
+            .map(|(_, body)| body["state"].as_str().unwrap_or_default().to_string())
+            .unwrap_or_else(|| answer.err().unwrap_or_else(|| "nothing posted".into())),
+        success,
+    );
+}
+
+async fn crash(kiln: &LocalKiln, story: &mut Story) {
+    story.chapter("An application task crashes: watchdog scales its group to zero and alerts");
+    let event = kiln.crash_event();
+    story.say(&format!(
+        "EventBridge: ECS Task State Change, task {} STOPPED ({}), exit code {}",
+        event["detail"]["taskArn"].as_str().unwrap_or_default(),
+        event["detail"]["stopCode"].as_str().unwrap_or_default(),
+        event["detail"]["containers"][0]["exitCode"]
+    ));
+    let before = kiln.asg_capacity().await;
+    let answer = kiln.invoke("watchdog", event).await;
+    story.say(&format!(
+        "watchdog: {}",
+        answer.as_ref().map_or_else(String::clone, Value::to_string)
+    ));
+    let after = kiln.asg_capacity().await;
+    story.check(
+        "crash → watchdog",
+        "ASG desired 1 → 0",
+        &format!(
+            "{} desired {} → {}",
+            names::APP_ASG,
+            before.desired,
+            after.desired
+        ),
+        before.desired == 1 && after.desired == 0,
+    );
+    let alerts = receive(&kiln.alerts, 1, Duration::from_secs(5)).await;
+    for alert in &alerts {
+        story.say(&format!(
+            "SNS message {} on {}: {}",
+            alert.message_id,
+            names::ALERT_TOPIC,
+            alert.subject.as_deref().unwrap_or_default()
+        ));
+    }
+    story.check(
+        "alert on SNS",
+        "1 kiln.alert",
+        &format!("{} message(s)", alerts.len()),
+        alerts.len() == 1 && alerts[0].message.contains("\"kiln.alert\""),
+    );
+    forwarded_to_slack(kiln, story, 1, "alert → Slack", "Crash loop").await;
+}
+
+async fn alarm(kiln: &LocalKiln, story: &mut Story) {
+    story.chapter("A CloudWatch alarm goes to ALARM: alert-forwarder posts it to Slack");
+    match kiln.raise_alarm().await {
+        Ok(message_id) => {
+            story.say(&format!(
+                "alarm {} is in ALARM on moto's CloudWatch; its notification is SNS message {message_id}",
+                names::DEAD_LETTERS_ALARM
+            ));
+            // Read back, so the alert topic's queue stays empty.
+            let _ = receive(&kiln.alerts, 1, Duration::from_secs(5)).await;
+            forwarded_to_slack(kiln, story, 2, "alarm → Slack", names::DEAD_LETTERS_ALARM).await;
+        }
+        Err(err) => {
+            story.check("alarm → Slack", "a Slack message", &err.to_string(), false);
+        }
+    }
+}
+
+/// Checks that alert-forwarder handled its `nth` SNS delivery and that the
+/// Slack sink's `nth` message mentions `expected`.
+async fn forwarded_to_slack(
+    kiln: &LocalKiln,
+    story: &mut Story,
+    nth: usize,
+    step: &str,
+    expected: &str,
+) {
+    let handled = kiln
+        .sns
+        .wait_finished("alert-forwarder", nth, HANDLED_WITHIN)
+        .await;
+    let outcome = handled.get(nth - 1).and_then(|d| d.outcome.clone());
+    let posts = kiln.slack.requests();
+    let text = posts
+        .get(nth - 1)
+        .and_then(|r| serde_json::from_slice::<Value>(&r.body).ok())
+        .and_then(|body| body["text"].as_str().map(str::to_string))
+        .unwrap_or_default();
+    story.check(
+        step,
+        &format!("a Slack message about {expected}"),
+        &match outcome {
+            Some(Ok(_)) if !text.is_empty() => text.clone(),
+            Some(Ok(answer)) => format!("no Slack message ({answer})"),
+            Some(Err(err)) => err.to_string(),
+            None => "alert-forwarder not invoked".into(),
+        },
+        posts.len() == nth && text.contains(expected),
+    );
+}
+
+/// The POSTs GitHub received: path and JSON body.
+fn github_posts(kiln: &LocalKiln) -> Vec<(String, Value)> {
+    kiln.github
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "POST")
+        .map(|r| {
+            let body = serde_json::from_slice(&r.body).unwrap_or(Value::Null);
+            (r.path, body)
+        })
+        .collect()
+}
+
+/// The deploy container's override environment.
+fn overrides(task: &aws_sdk_ecs::types::Task) -> Vec<(String, String)> {
+    task.overrides()
+        .map(|o| o.container_overrides())
+        .unwrap_or_default()
+        .iter()
+        .filter(|o| o.name() == Some(names::CONTAINER_NAME))
+        .flat_map(|o| o.environment())
+        .filter_map(|kv| Some((kv.name()?.to_string(), kv.value()?.to_string())))
+        .collect()
+}
+
+fn json_field(body: &str, field: &str) -> String {
+    serde_json::from_str::<Value>(body)
+        .ok()
+        .and_then(|v| v.get(field).and_then(Value::as_str).map(str::to_string))
+        .unwrap_or_default()
+}
+
+pub(crate) fn short(sha: &str) -> &str {
+    sha.get(..12).unwrap_or(sha)
+}
+
+fn task_id(task_arn: &str) -> &str {
+    task_arn.rsplit('/').next().unwrap_or(task_arn)
+}
