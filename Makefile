@@ -94,12 +94,20 @@ test: lint $(VENV)/.installed check-templates ## Everything: lint, unit, integra
 	cargo $(TEST_RUNNER) --workspace --lib --bins --tests
 	cargo test --workspace --doc
 
+# `make run` and `make dev`: one release build of the four functions and
+# of kiln-local together (one feature resolution, nothing built twice);
+# kiln-local finds the function binaries next to itself.
+LOCAL_BUILD := cargo build --release $(addprefix -p ,$(FUNCTIONS)) -p kiln-tests --bins
+
 .PHONY: run
-run: $(VENV)/.installed ## Run kiln's flow locally against an emulated AWS
-	cargo build --release $(addprefix -p ,$(FUNCTIONS))
-	@# The functions run as the release builds Lambda would run; the host
-	@# around them is a debug build, shared with `make test`.
-	KILN_BIN_DIR=$(CARGO_TARGET_DIR)/release cargo run -p kiln-tests --bin kiln-local -- run
+run: $(VENV)/.installed ## Run kiln locally on an emulated AWS: a scripted demo and a summary (exit 1 if a step fails)
+	$(LOCAL_BUILD)
+	$(CARGO_TARGET_DIR)/release/kiln-local run
+
+.PHONY: dev
+dev: $(VENV)/.installed ## Start kiln locally and leave it running: webhook URL, secret and a signed curl (Ctrl-C stops it)
+	$(LOCAL_BUILD)
+	$(CARGO_TARGET_DIR)/release/kiln-local dev
 
 .PHONY: rustup-arm64
 rustup-arm64:
