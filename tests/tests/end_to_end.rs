@@ -104,7 +104,9 @@ async fn the_demo_passes_every_step() {
         .filter(|r| r.method == "POST")
         .map(|r| r.json()["state"].as_str().unwrap().to_string())
         .collect();
-    assert_eq!(states, ["pending", "success"]);
+    // Pending at the start, again for the redelivery (no final status yet),
+    // success at the end.
+    assert_eq!(states, ["pending", "pending", "success"]);
     // Everything SNS delivered was handled on the first attempt.
     for delivery in kiln.sns.deliveries() {
         assert!(
@@ -117,7 +119,7 @@ async fn the_demo_passes_every_step() {
 /// 200 deliveries, 40 of them redeliveries of earlier ones (the same
 /// delivery id and bytes): all answered 200 and published, and deploy-exec
 /// starts one task per unique delivery, every redelivery carrying its
-/// original's clientToken. About 20 s on two cores: the size is the point.
+/// original's clientToken. About 15 s on two cores: the size is the point.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_burst_of_200_deliveries_with_20_percent_duplicates_starts_one_task_per_delivery() {
     let kiln = LocalKiln::start(Options::for_tests()).await.unwrap();
@@ -211,7 +213,8 @@ async fn a_burst_of_200_deliveries_with_20_percent_duplicates_starts_one_task_pe
 
 /// moto stops while a burst is under way. Every delivery is answered 2xx
 /// with its message on the deploy topic, or 5xx, which GitHub redelivers;
-/// none is 2xx and missing.
+/// none is 2xx and missing. Each delivery after the stop takes deploy-trigger
+/// the SDK's three attempts (about 1.5 s), so the burst is kept small.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn moto_stopped_mid_burst_leaves_no_acknowledged_delivery_unpublished() {
     let mut kiln = LocalKiln::start(Options {
@@ -220,7 +223,7 @@ async fn moto_stopped_mid_burst_leaves_no_acknowledged_delivery_unpublished() {
     })
     .await
     .unwrap();
-    let sent: Vec<String> = (0..40)
+    let sent: Vec<String> = (0..24)
         .map(|i| format!("outage-{i:02}-{}", std::process::id()))
         .collect();
     let mut answers = burst(&kiln, sent.clone());

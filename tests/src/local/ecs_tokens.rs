@@ -44,6 +44,9 @@ pub struct RunTaskCall {
     pub outcome: RunTaskOutcome,
 }
 
+/// An upstream answer: status, headers, body.
+type Upstream = (u16, Vec<(String, String)>, Bytes);
+
 /// A first answer, kept per token.
 struct FirstRun {
     request: Value,
@@ -210,7 +213,7 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
     response(status, &headers, body)
 }
 
-fn outcome_of(reply: Option<&(u16, Vec<(String, String)>, Bytes)>) -> RunTaskOutcome {
+fn outcome_of(reply: Option<&Upstream>) -> RunTaskOutcome {
     let Some((status, _, body)) = reply else {
         return RunTaskOutcome::Failed(None);
     };
@@ -234,7 +237,7 @@ async fn forward(
     path: &str,
     headers: &HeaderMap,
     body: &Bytes,
-) -> Option<(u16, Vec<(String, String)>, Bytes)> {
+) -> Option<Upstream> {
     let method = reqwest::Method::from_bytes(method.as_str().as_bytes()).ok()?;
     let mut builder = shared
         .client
