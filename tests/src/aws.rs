@@ -581,9 +581,9 @@ impl SnsQueue {
         }
     }
 
-    /// Exactly `count` messages, waiting up to `timeout` for them; panics if
-    /// fewer or more arrive.
-    pub async fn expect(&self, count: usize, timeout: Duration) -> Vec<SnsEnvelope> {
+    /// The messages that arrive within `timeout`, stopping early once
+    /// `count` have arrived (fewer or more are returned as they are).
+    pub async fn receive_up_to(&self, count: usize, timeout: Duration) -> Vec<SnsEnvelope> {
         let deadline = Instant::now() + timeout;
         let mut all = Vec::new();
         while all.len() < count {
@@ -594,6 +594,13 @@ impl SnsQueue {
             all.extend(self.receive(left.min(Duration::from_secs(1))).await);
         }
         all.extend(self.drain().await);
+        all
+    }
+
+    /// Exactly `count` messages, waiting up to `timeout` for them; panics if
+    /// fewer or more arrive.
+    pub async fn expect(&self, count: usize, timeout: Duration) -> Vec<SnsEnvelope> {
+        let all = self.receive_up_to(count, timeout).await;
         assert_eq!(
             all.len(),
             count,

@@ -599,17 +599,7 @@ impl LocalKiln {
 /// The SNS messages a queue receives within `timeout`, stopping early once
 /// `count` have arrived (fewer or more are returned as they are).
 pub async fn receive(queue: &SnsQueue, count: usize, timeout: Duration) -> Vec<SnsEnvelope> {
-    let deadline = Instant::now() + timeout;
-    let mut all = Vec::new();
-    while all.len() < count {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            break;
-        }
-        all.extend(queue.receive(left.min(Duration::from_secs(1))).await);
-    }
-    all.extend(queue.drain().await);
-    all
+    queue.receive_up_to(count, timeout).await
 }
 
 struct Starter<'a> {
