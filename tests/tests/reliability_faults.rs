@@ -488,7 +488,7 @@ mod watchdog_faults {
 mod slack_faults {
     use super::*;
     use alert_forwarder::clock::SystemClock;
-    use alert_forwarder::refire::{AlarmInAlarm, AlarmSource, AlarmSourceError};
+    use alert_forwarder::refire::NoAlarms;
     use alert_forwarder::slack::{ReqwestWebhook, RetryPolicy};
     use alert_forwarder::{Config, Forwarder};
     use kiln::secrets::fake::FakeSecrets;
@@ -500,17 +500,6 @@ mod slack_faults {
     const WEBHOOK_ARN: &str =
         "arn:aws:secretsmanager:us-east-1:123456789012:secret:kiln/slack-AbCdEf";
     const ATTEMPTS: u32 = 3;
-
-    struct NoAlarms;
-
-    impl AlarmSource for NoAlarms {
-        async fn alarms_in_alarm(
-            &self,
-            _prefix: Option<&str>,
-        ) -> Result<Vec<AlarmInAlarm>, AlarmSourceError> {
-            Ok(Vec::new())
-        }
-    }
 
     fn forwarder(
         slack: &RecordingServer,

@@ -400,24 +400,13 @@ mod watchdog_hostile {
 mod alert_forwarder_hostile {
     use super::*;
     use alert_forwarder::clock::SystemClock;
-    use alert_forwarder::refire::{AlarmInAlarm, AlarmSource, AlarmSourceError};
+    use alert_forwarder::refire::NoAlarms;
     use alert_forwarder::slack::{ReqwestWebhook, RetryPolicy};
     use alert_forwarder::{Config, Forwarder};
     use lambda_runtime::{Context, LambdaEvent};
 
     const WEBHOOK_ARN: &str =
         "arn:aws:secretsmanager:us-east-1:123456789012:secret:kiln/slack-AbCdEf";
-
-    struct NoAlarms;
-
-    impl AlarmSource for NoAlarms {
-        async fn alarms_in_alarm(
-            &self,
-            _prefix: Option<&str>,
-        ) -> Result<Vec<AlarmInAlarm>, AlarmSourceError> {
-            Ok(Vec::new())
-        }
-    }
 
     type Function = Forwarder<ReqwestWebhook, FakeSecrets, NoAlarms, SystemClock>;
 

@@ -50,6 +50,21 @@ pub trait AlarmSource: Send + Sync {
     ) -> impl Future<Output = Result<Vec<AlarmInAlarm>, AlarmSourceError>> + Send;
 }
 
+/// An account with no alarm in ALARM, for tests that never re-post.
+#[cfg(any(test, feature = "test-util"))]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoAlarms;
+
+#[cfg(any(test, feature = "test-util"))]
+impl AlarmSource for NoAlarms {
+    async fn alarms_in_alarm(
+        &self,
+        _name_prefix: Option<&str>,
+    ) -> Result<Vec<AlarmInAlarm>, AlarmSourceError> {
+        Ok(Vec::new())
+    }
+}
+
 /// Whether an alarm that has been in ALARM for `elapsed` is re-posted by
 /// the run at the end of a `schedule`-long window: when the window crossed
 /// a multiple of `every`.

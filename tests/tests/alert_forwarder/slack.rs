@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use alert_forwarder::clock::ManualClock;
-use alert_forwarder::refire::{AlarmInAlarm, AlarmSource, AlarmSourceError};
+use alert_forwarder::refire::NoAlarms;
 use alert_forwarder::slack::ReqwestWebhook;
 use alert_forwarder::{Config, Forwarder, HandlerError, Outcome};
 use kiln::secrets::VersionStage;
@@ -24,18 +24,6 @@ const SECRET_ARN: &str = "arn:aws:secretsmanager:us-east-1:123456789012:secret:k
 const WEBHOOK_PATH: &str = "/services/T0KILN/B0KILN/xoxSECRETtoken42";
 const TOKEN: &str = "xoxSECRETtoken42";
 const TOPIC: &str = "arn:aws:sns:eu-west-1:123456789012:kiln-alerts";
-
-/// No alarms: these tests never run the re-post check.
-struct NoAlarms;
-
-impl AlarmSource for NoAlarms {
-    async fn alarms_in_alarm(
-        &self,
-        _prefix: Option<&str>,
-    ) -> Result<Vec<AlarmInAlarm>, AlarmSourceError> {
-        Ok(Vec::new())
-    }
-}
 
 struct Setup {
     slack: RecordingServer,
