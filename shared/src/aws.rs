@@ -3,16 +3,160 @@
 //! There is no code path of kiln's own for local emulators: the SDK honours
 //! the standard `AWS_ENDPOINT_URL` (and `AWS_ENDPOINT_URL_<SERVICE>`)
 //! variables, so pointing a function at moto is configuration only.
+//!
+//! Nothing here runs in the init phase. [`LazySdkConfig`] loads the SDK
+//! configuration on the first call that needs it, and [`LazyClient`] builds a
+//! service client then: the SDK builds its HTTPS connector (and parses its
+//! trust store) when a client is constructed, which is work a cold start
+//! should not pay before the first event arrives.
 
 use std::error::Error as StdError;
+use std::fmt;
+use std::sync::Arc;
+
+use aws_config::SdkConfig;
+use aws_smithy_http_client::tls::{self, TlsContext};
+use tokio::sync::OnceCell;
+
+use crate::tls::TrustedRoots;
 
 /// Loads the shared SDK configuration from the environment (region,
-/// credentials, endpoint overrides). Credentials are resolved lazily, on the
-/// first call, so this is cheap enough for the init phase.
-pub async fn load_sdk_config() -> aws_config::SdkConfig {
+/// credentials, endpoint overrides), with an HTTPS client that trusts
+/// `roots`. Credentials are resolved lazily, on the first call.
+pub async fn load_sdk_config(tls_context: TlsContext) -> SdkConfig {
+    let http_client = aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(
+            tls::rustls_provider::CryptoMode::AwsLc,
+        ))
+        .tls_context(tls_context)
+        .build_https();
     aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .http_client(http_client)
         .load()
         .await
+}
+
+/// The SDK configuration, loaded from the environment on first use and
+/// shared by every client made from it (one HTTPS connector, one
+/// credentials cache).
+#[derive(Clone)]
+pub struct LazySdkConfig {
+    inner: Arc<LazySdkInner>,
+}
+
+struct LazySdkInner {
+    tls_context: TlsContext,
+    config: OnceCell<SdkConfig>,
+}
+
+impl LazySdkConfig {
+    /// Nothing is loaded yet; the trust store is only recorded.
+    pub fn new(roots: &TrustedRoots) -> Result<Self, aws_smithy_http_client::HttpClientError> {
+        let tls_context = TlsContext::builder()
+            .with_trust_store(roots.sdk_trust_store())
+            .build()?;
+        Ok(LazySdkConfig {
+            inner: Arc::new(LazySdkInner {
+                tls_context,
+                config: OnceCell::new(),
+            }),
+        })
+    }
+
+    /// The trust store from `EXTRA_CA_CERTS_FILE` (see [`crate::tls`]) and
+    /// nothing loaded yet: what every function's `main` builds at start-up.
+    pub fn from_env(env: &crate::Env) -> Result<(Self, TrustedRoots), crate::ConfigError> {
+        let roots = TrustedRoots::from_env(env)?;
+        let sdk = LazySdkConfig::new(&roots).map_err(|err| {
+            crate::ConfigError::malformed(
+                crate::tls::EXTRA_CA_CERTS_FILE,
+                format!("certificates the SDK's TLS client accepts ({err})"),
+            )
+        })?;
+        Ok((sdk, roots))
+    }
+
+    /// The configuration, loaded on the first call.
+    pub async fn get(&self) -> &SdkConfig {
+        self.inner
+            .config
+            .get_or_init(|| load_sdk_config(self.inner.tls_context.clone()))
+            .await
+    }
+
+    /// A client of one service, built from this configuration on first use:
+    /// `sdk.client(aws_sdk_sns::Client::new)`.
+    pub fn client<C>(&self, build: fn(&SdkConfig) -> C) -> LazyClient<C> {
+        LazyClient {
+            state: LazyState::Deferred {
+                sdk: self.clone(),
+                build,
+                client: OnceCell::new(),
+            },
+        }
+    }
+}
+
+impl fmt::Debug for LazySdkConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LazySdkConfig")
+            .field("loaded", &self.inner.config.initialized())
+            .finish()
+    }
+}
+
+/// An SDK client that is either ready (tests hand one in) or built on first
+/// use from a [`LazySdkConfig`]. Adapters hold one and call [`get`].
+///
+/// [`get`]: LazyClient::get
+#[derive(Clone)]
+pub struct LazyClient<C> {
+    state: LazyState<C>,
+}
+
+#[derive(Clone)]
+enum LazyState<C> {
+    Ready(C),
+    Deferred {
+        sdk: LazySdkConfig,
+        build: fn(&SdkConfig) -> C,
+        client: OnceCell<C>,
+    },
+}
+
+impl<C> LazyClient<C> {
+    /// The client, built on the first call when it is deferred.
+    pub async fn get(&self) -> &C {
+        match &self.state {
+            LazyState::Ready(client) => client,
+            LazyState::Deferred { sdk, build, client } => {
+                client
+                    .get_or_init(|| async { build(sdk.get().await) })
+                    .await
+            }
+        }
+    }
+}
+
+impl<C> From<C> for LazyClient<C> {
+    fn from(client: C) -> Self {
+        LazyClient {
+            state: LazyState::Ready(client),
+        }
+    }
+}
+
+impl<C> fmt::Debug for LazyClient<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = match &self.state {
+            LazyState::Ready(_) => "ready",
+            LazyState::Deferred { client, .. } if client.initialized() => "built",
+            LazyState::Deferred { .. } => "not built yet",
+        };
+        f.debug_struct("LazyClient")
+            .field("client", &state)
+            .finish()
+    }
 }
 
 /// The whole `source()` chain of an error on one line. SDK errors put the

@@ -50,6 +50,20 @@ impl ConfigError {
     }
 }
 
+/// The value, or, for a configuration error, the error on standard error
+/// and exit status 1: how every function's `main` stops a bad deployment in
+/// its init phase (Lambda reports `Runtime.ExitError` with that line in the
+/// log).
+pub fn or_exit<T>(result: Result<T, ConfigError>) -> T {
+    match result {
+        Ok(value) => value,
+        Err(err) => {
+            eprintln!("error: {err}");
+            std::process::exit(1);
+        }
+    }
+}
+
 /// A source of environment variables: the process environment in
 /// production, a map in tests.
 #[derive(Clone, Default)]

@@ -11,11 +11,13 @@ pub mod aws;
 pub mod config;
 pub mod error;
 pub mod events;
+pub mod http;
 pub mod logging;
 pub mod messages;
 pub mod metrics;
 pub mod secrets;
 pub mod sns;
+pub mod tls;
 
 pub use config::{ConfigError, Env};
 pub use error::KilnError;

@@ -16,6 +16,8 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Mutex;
 
+use crate::aws::LazyClient;
+
 /// The default time a secret value is kept before it is fetched again.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(300);
 
@@ -115,12 +117,15 @@ pub trait SecretFetcher: Send + Sync {
 /// Secrets Manager adapter.
 #[derive(Clone, Debug)]
 pub struct SecretsManagerFetcher {
-    client: aws_sdk_secretsmanager::Client,
+    client: LazyClient<aws_sdk_secretsmanager::Client>,
 }
 
 impl SecretsManagerFetcher {
-    pub fn new(client: aws_sdk_secretsmanager::Client) -> Self {
-        SecretsManagerFetcher { client }
+    /// From a ready client or a [`LazyClient`] built on first use.
+    pub fn new(client: impl Into<LazyClient<aws_sdk_secretsmanager::Client>>) -> Self {
+        SecretsManagerFetcher {
+            client: client.into(),
+        }
     }
 }
 
@@ -133,6 +138,8 @@ impl SecretFetcher for SecretsManagerFetcher {
         use aws_sdk_secretsmanager::error::ProvideErrorMetadata;
         let result = self
             .client
+            .get()
+            .await
             .get_secret_value()
             .secret_id(secret_id)
             .version_stage(stage.label())

@@ -6,6 +6,8 @@
 
 use std::future::Future;
 
+use crate::aws::LazyClient;
+
 /// One message to publish.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct OutboundMessage {
@@ -48,12 +50,15 @@ pub fn is_fifo_topic(topic_arn: &str) -> bool {
 /// SNS adapter.
 #[derive(Clone, Debug)]
 pub struct SnsPublisher {
-    client: aws_sdk_sns::Client,
+    client: LazyClient<aws_sdk_sns::Client>,
 }
 
 impl SnsPublisher {
-    pub fn new(client: aws_sdk_sns::Client) -> Self {
-        SnsPublisher { client }
+    /// From a ready client or a [`LazyClient`] built on first use.
+    pub fn new(client: impl Into<LazyClient<aws_sdk_sns::Client>>) -> Self {
+        SnsPublisher {
+            client: client.into(),
+        }
     }
 }
 
@@ -68,6 +73,8 @@ impl Publisher for SnsPublisher {
 
         let mut request = self
             .client
+            .get()
+            .await
             .publish()
             .topic_arn(topic_arn)
             .message(message.body)

@@ -2,6 +2,7 @@ use alert_forwarder::clock::SystemClock;
 use alert_forwarder::refire::CloudWatchAlarms;
 use alert_forwarder::slack::ReqwestWebhook;
 use alert_forwarder::{Config, Forwarder};
+use kiln::aws::LazySdkConfig;
 use kiln::secrets::SecretsManagerFetcher;
 use kiln::{Metrics, SecretCache};
 use lambda_runtime::{LambdaEvent, service_fn};
@@ -9,21 +10,17 @@ use lambda_runtime::{LambdaEvent, service_fn};
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     kiln::logging::init();
-    let config = match Config::from_env(&kiln::Env::process()) {
-        Ok(config) => config,
-        Err(err) => {
-            eprintln!("error: {err}");
-            std::process::exit(1);
-        }
-    };
-    let sdk = kiln::aws::load_sdk_config().await;
+    let env = kiln::Env::process();
+    let config = kiln::config::or_exit(Config::from_env(&env));
+    // Nothing is loaded or connected until the first event needs it.
+    let (sdk, roots) = kiln::config::or_exit(LazySdkConfig::from_env(&env));
     let forwarder = Forwarder::new(
         config,
         SecretCache::new(SecretsManagerFetcher::new(
-            aws_sdk_secretsmanager::Client::new(&sdk),
+            sdk.client(aws_sdk_secretsmanager::Client::new),
         )),
-        ReqwestWebhook::new()?,
-        CloudWatchAlarms::new(aws_sdk_cloudwatch::Client::new(&sdk)),
+        ReqwestWebhook::trusting(&roots)?,
+        CloudWatchAlarms::new(sdk.client(aws_sdk_cloudwatch::Client::new)),
         SystemClock,
         Metrics::new("alert-forwarder"),
     );

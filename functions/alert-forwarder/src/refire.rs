@@ -12,6 +12,7 @@
 //! not the wall clock: ticks are then exactly one period apart, and a
 //! retried invocation makes the same decision. The clock is the fallback.
 
+use kiln::aws::LazyClient;
 use std::future::Future;
 use std::time::Duration;
 
@@ -120,12 +121,15 @@ fn view(alarm: &AlarmInAlarm, elapsed: Duration) -> AlarmView {
 /// The CloudWatch adapter.
 #[derive(Debug, Clone)]
 pub struct CloudWatchAlarms {
-    client: aws_sdk_cloudwatch::Client,
+    client: LazyClient<aws_sdk_cloudwatch::Client>,
 }
 
 impl CloudWatchAlarms {
-    pub fn new(client: aws_sdk_cloudwatch::Client) -> Self {
-        CloudWatchAlarms { client }
+    /// From a ready client or a [`LazyClient`] built on first use.
+    pub fn new(client: impl Into<LazyClient<aws_sdk_cloudwatch::Client>>) -> Self {
+        CloudWatchAlarms {
+            client: client.into(),
+        }
     }
 }
 
@@ -212,6 +216,8 @@ impl AlarmSource for CloudWatchAlarms {
         loop {
             let output = self
                 .client
+                .get()
+                .await
                 .describe_alarms()
                 .state_value(StateValue::Alarm)
                 .set_alarm_name_prefix(name_prefix.map(str::to_string))

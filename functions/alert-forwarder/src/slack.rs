@@ -16,6 +16,7 @@
 //! error or log line carries it (reqwest's errors are stripped of their URL,
 //! and any text that still holds it is scrubbed).
 
+use kiln::tls::TrustedRoots;
 use std::future::Future;
 use std::time::Duration;
 
@@ -57,8 +58,15 @@ pub struct ReqwestWebhook {
 }
 
 impl ReqwestWebhook {
+    /// Trusting Mozilla's roots only.
     pub fn new() -> Result<Self, TransportError> {
-        let client = reqwest::Client::builder()
+        ReqwestWebhook::trusting(&TrustedRoots::mozilla())
+    }
+
+    /// Trusting `roots` (Mozilla's, plus `EXTRA_CA_CERTS_FILE`).
+    pub fn trusting(roots: &TrustedRoots) -> Result<Self, TransportError> {
+        let client = kiln::http::client_builder(roots)
+            .map_err(|e| TransportError(reqwest_error(e, None)))?
             .user_agent(concat!("kiln-alert-forwarder/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(Duration::from_secs(5))
             // A webhook never redirects; following one would send the

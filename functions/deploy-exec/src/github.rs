@@ -13,6 +13,7 @@
 //! The token comes from Secrets Manager on first use and is only ever put
 //! in an `Authorization` header marked sensitive.
 
+use kiln::tls::TrustedRoots;
 use std::future::Future;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -278,7 +279,18 @@ impl<F: SecretFetcher + 'static> GitHubReporter<F> {
         token: Option<(String, SecretCache<F>)>,
         retry: RetryPolicy,
     ) -> Result<Self, reqwest::Error> {
-        let http = reqwest::Client::builder()
+        GitHubReporter::trusting(api_url, token, retry, &TrustedRoots::mozilla())
+    }
+
+    /// As [`new`](GitHubReporter::new), trusting `roots` (Mozilla's, plus
+    /// `EXTRA_CA_CERTS_FILE` for a GitHub Enterprise Server with a private CA).
+    pub fn trusting(
+        api_url: &str,
+        token: Option<(String, SecretCache<F>)>,
+        retry: RetryPolicy,
+        roots: &TrustedRoots,
+    ) -> Result<Self, reqwest::Error> {
+        let http = kiln::http::client_builder(roots)?
             .user_agent(USER_AGENT)
             .timeout(Duration::from_secs(10))
             .build()?;

@@ -1,30 +1,32 @@
 use deploy_exec::github::{GitHubReporter, RetryPolicy};
 use deploy_exec::runner::EcsTaskRunner;
 use deploy_exec::{Config, Deps, handle};
+use kiln::aws::LazySdkConfig;
 use kiln::secrets::{SecretCache, SecretsManagerFetcher};
 use lambda_runtime::{LambdaEvent, service_fn};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     kiln::logging::init();
-    let config = match Config::from_env(&kiln::Env::process()) {
-        Ok(config) => config,
-        Err(err) => {
-            eprintln!("error: {err}");
-            std::process::exit(1);
-        }
-    };
+    let env = kiln::Env::process();
+    let config = kiln::config::or_exit(Config::from_env(&env));
     if !config.task_definition_is_pinned() {
         tracing::warn!(task_definition = %config.task_definition, "TASK_DEFINITION names no revision: each deployment runs the latest registered one");
     }
-    let sdk = kiln::aws::load_sdk_config().await;
+    // Nothing is loaded or connected until the first event needs it.
+    let (sdk, roots) = kiln::config::or_exit(LazySdkConfig::from_env(&env));
     let token = config.github_token_secret_arn.clone().map(|arn| {
-        let fetcher = SecretsManagerFetcher::new(aws_sdk_secretsmanager::Client::new(&sdk));
+        let fetcher = SecretsManagerFetcher::new(sdk.client(aws_sdk_secretsmanager::Client::new));
         (arn, SecretCache::new(fetcher))
     });
     let deps = Deps {
-        reporter: GitHubReporter::new(&config.github_api_url, token, RetryPolicy::default())?,
-        runner: EcsTaskRunner::new(aws_sdk_ecs::Client::new(&sdk)),
+        reporter: GitHubReporter::trusting(
+            &config.github_api_url,
+            token,
+            RetryPolicy::default(),
+            &roots,
+        )?,
+        runner: EcsTaskRunner::new(sdk.client(aws_sdk_ecs::Client::new)),
         metrics: kiln::Metrics::new("deploy-exec"),
         config,
     };

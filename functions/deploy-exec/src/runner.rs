@@ -6,6 +6,7 @@
 //! `ConflictException` means the idempotency token was used before, so the
 //! task of this delivery already exists: that is a success.
 
+use kiln::aws::LazyClient;
 use std::future::Future;
 
 use aws_sdk_ecs::error::ProvideErrorMetadata;
@@ -75,12 +76,15 @@ pub trait TaskRunner: Send + Sync {
 /// The ECS adapter.
 #[derive(Clone, Debug)]
 pub struct EcsTaskRunner {
-    client: aws_sdk_ecs::Client,
+    client: LazyClient<aws_sdk_ecs::Client>,
 }
 
 impl EcsTaskRunner {
-    pub fn new(client: aws_sdk_ecs::Client) -> Self {
-        EcsTaskRunner { client }
+    /// From a ready client or a [`LazyClient`] built on first use.
+    pub fn new(client: impl Into<LazyClient<aws_sdk_ecs::Client>>) -> Self {
+        EcsTaskRunner {
+            client: client.into(),
+        }
     }
 }
 
@@ -106,6 +110,8 @@ impl TaskRunner for EcsTaskRunner {
             .collect();
         let mut call = self
             .client
+            .get()
+            .await
             .run_task()
             .cluster(&request.cluster)
             .task_definition(&request.task_definition)
@@ -185,6 +191,8 @@ impl TaskRunner for EcsTaskRunner {
     ) -> Result<Option<TaskDetails>, DescribeError> {
         let output = self
             .client
+            .get()
+            .await
             .describe_tasks()
             .cluster(cluster)
             .tasks(task_arn)

@@ -1,6 +1,7 @@
 use std::convert::Infallible;
 
 use deploy_trigger::{Config, Deps, handle};
+use kiln::aws::LazySdkConfig;
 use kiln::secrets::SecretsManagerFetcher;
 use kiln::sns::SnsPublisher;
 use kiln::{Env, Metrics, SecretCache};
@@ -10,17 +11,16 @@ use lambda_runtime::{LambdaEvent, service_fn};
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     kiln::logging::init();
-    let config = Config::from_env(&Env::process()).unwrap_or_else(|e| {
-        eprintln!("error: {e}");
-        std::process::exit(1);
-    });
-    let sdk = kiln::aws::load_sdk_config().await;
+    let env = Env::process();
+    let config = kiln::config::or_exit(Config::from_env(&env));
+    // Nothing is loaded or connected until the first event needs it.
+    let (sdk, _roots) = kiln::config::or_exit(LazySdkConfig::from_env(&env));
     let deps = Deps {
         config,
         secrets: SecretCache::new(SecretsManagerFetcher::new(
-            aws_sdk_secretsmanager::Client::new(&sdk),
+            sdk.client(aws_sdk_secretsmanager::Client::new),
         )),
-        publisher: SnsPublisher::new(aws_sdk_sns::Client::new(&sdk)),
+        publisher: SnsPublisher::new(sdk.client(aws_sdk_sns::Client::new)),
         metrics: Metrics::new("deploy-trigger"),
     };
     let deps = &deps;

@@ -6,6 +6,7 @@
 //! crashes among them. The task that triggered the invocation always counts,
 //! even if ECS does not list it yet.
 
+use kiln::aws::LazyClient;
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::time::Duration;
@@ -119,15 +120,16 @@ pub async fn recent_crashes<H: TaskHistory>(
 /// The ECS adapter.
 #[derive(Clone, Debug)]
 pub struct EcsTaskHistory {
-    client: aws_sdk_ecs::Client,
+    client: LazyClient<aws_sdk_ecs::Client>,
     /// ListTasks pages to read at most (100 tasks each).
     max_pages: usize,
 }
 
 impl EcsTaskHistory {
-    pub fn new(client: aws_sdk_ecs::Client) -> Self {
+    /// From a ready client or a [`LazyClient`] built on first use.
+    pub fn new(client: impl Into<LazyClient<aws_sdk_ecs::Client>>) -> Self {
         EcsTaskHistory {
-            client,
+            client: client.into(),
             max_pages: 10,
         }
     }
@@ -143,6 +145,8 @@ impl TaskHistory for EcsTaskHistory {
         // group names; the group itself is checked on the described tasks.
         let mut list = self
             .client
+            .get()
+            .await
             .list_tasks()
             .set_cluster(cluster.map(str::to_string))
             .desired_status(DesiredStatus::Stopped)
@@ -167,6 +171,8 @@ impl TaskHistory for EcsTaskHistory {
         for chunk in arns.chunks(100) {
             let output = self
                 .client
+                .get()
+                .await
                 .describe_tasks()
                 .set_cluster(cluster.map(str::to_string))
                 .set_tasks(Some(chunk.to_vec()))
@@ -184,6 +190,8 @@ impl TaskHistory for EcsTaskHistory {
     ) -> Result<BTreeSet<String>, EcsError> {
         let output = self
             .client
+            .get()
+            .await
             .describe_task_definition()
             .task_definition(task_definition_arn)
             .send()

@@ -1,3 +1,4 @@
+use kiln::aws::LazySdkConfig;
 use kiln::sns::SnsPublisher;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use watchdog::crash_history::EcsTaskHistory;
@@ -8,22 +9,21 @@ use watchdog::{Config, Watchdog};
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     kiln::logging::init();
-    let config = match Config::from_env(&kiln::Env::process()) {
-        Ok(config) => config,
-        Err(err) => {
-            eprintln!("error: {err}");
-            std::process::exit(1);
-        }
-    };
-    let sdk = kiln::aws::load_sdk_config().await;
+    let env = kiln::Env::process();
+    let config = kiln::config::or_exit(Config::from_env(&env));
+    // Nothing is loaded or connected until the first event needs it.
+    let (sdk, _roots) = kiln::config::or_exit(LazySdkConfig::from_env(&env));
     let watchdog = Watchdog {
         config,
-        autoscaling: AsgClient::new(aws_sdk_autoscaling::Client::new(&sdk)),
-        history: EcsTaskHistory::new(aws_sdk_ecs::Client::new(&sdk)),
-        publisher: SnsPublisher::new(aws_sdk_sns::Client::new(&sdk)),
+        autoscaling: AsgClient::new(sdk.client(aws_sdk_autoscaling::Client::new)),
+        history: EcsTaskHistory::new(sdk.client(aws_sdk_ecs::Client::new)),
+        publisher: SnsPublisher::new(sdk.client(aws_sdk_sns::Client::new)),
         metrics: kiln::Metrics::new("watchdog"),
         backoff: Backoff::default(),
-        region: sdk.region().map(|r| r.to_string()),
+        // Lambda sets AWS_REGION; the SDK reads the same variable.
+        region: env
+            .optional("AWS_REGION")
+            .or_else(|| env.optional("AWS_DEFAULT_REGION")),
     };
     let watchdog = &watchdog;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<serde_json::Value>| {

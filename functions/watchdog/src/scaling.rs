@@ -18,6 +18,7 @@
 //! group found at zero *with* the tag is [`ScaleDown::AlertPending`]: an
 //! earlier invocation scaled it and failed before its alert went out.
 
+use kiln::aws::LazyClient;
 use std::future::Future;
 
 use aws_sdk_autoscaling::error::{ProvideErrorMetadata, SdkError};
@@ -243,12 +244,15 @@ pub async fn scale_to_zero<A: AutoScaling>(
 /// The Auto Scaling adapter.
 #[derive(Clone, Debug)]
 pub struct AsgClient {
-    client: aws_sdk_autoscaling::Client,
+    client: LazyClient<aws_sdk_autoscaling::Client>,
 }
 
 impl AsgClient {
-    pub fn new(client: aws_sdk_autoscaling::Client) -> Self {
-        AsgClient { client }
+    /// From a ready client or a [`LazyClient`] built on first use.
+    pub fn new(client: impl Into<LazyClient<aws_sdk_autoscaling::Client>>) -> Self {
+        AsgClient {
+            client: client.into(),
+        }
     }
 }
 
@@ -256,6 +260,8 @@ impl AutoScaling for AsgClient {
     async fn describe(&self, group: &str) -> Result<Option<Group>, ScalingError> {
         let output = self
             .client
+            .get()
+            .await
             .describe_auto_scaling_groups()
             .auto_scaling_group_names(group)
             .send()
@@ -282,6 +288,8 @@ impl AutoScaling for AsgClient {
 
     async fn mark_alert_pending(&self, group: &str, before: Capacity) -> Result<(), ScalingError> {
         self.client
+            .get()
+            .await
             .create_or_update_tags()
             .tags(pending_tag(group).value(before.to_tag()).build())
             .send()
@@ -292,6 +300,8 @@ impl AutoScaling for AsgClient {
 
     async fn clear_alert_pending(&self, group: &str) -> Result<(), ScalingError> {
         self.client
+            .get()
+            .await
             .delete_tags()
             .tags(pending_tag(group).build())
             .send()
@@ -302,6 +312,8 @@ impl AutoScaling for AsgClient {
 
     async fn set_desired_zero(&self, group: &str) -> Result<(), ScalingError> {
         self.client
+            .get()
+            .await
             .set_desired_capacity()
             .auto_scaling_group_name(group)
             .desired_capacity(0)
@@ -314,6 +326,8 @@ impl AutoScaling for AsgClient {
 
     async fn set_min_and_desired_zero(&self, group: &str) -> Result<(), ScalingError> {
         self.client
+            .get()
+            .await
             .update_auto_scaling_group()
             .auto_scaling_group_name(group)
             .min_size(0)
