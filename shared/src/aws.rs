@@ -21,8 +21,14 @@ use tokio::sync::OnceCell;
 use crate::tls::TrustedRoots;
 
 /// Loads the shared SDK configuration from the environment (region,
-/// credentials, endpoint overrides), with an HTTPS client that trusts
-/// `roots`. Credentials are resolved lazily, on the first call.
+/// credentials, endpoint overrides), with an HTTPS client that trusts the
+/// roots in `tls_context`. Credentials are resolved lazily, on the first call.
+///
+/// When `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY` are set (always, on
+/// Lambda) the credentials come from those variables alone. The default chain
+/// would pick the same ones, since the environment is its first source, but
+/// building the chain also builds an STS client for the providers after it,
+/// about a millisecond of a cold start spent on clients that are never used.
 pub async fn load_sdk_config(tls_context: TlsContext) -> SdkConfig {
     let http_client = aws_smithy_http_client::Builder::new()
         .tls_provider(tls::Provider::Rustls(
@@ -30,10 +36,19 @@ pub async fn load_sdk_config(tls_context: TlsContext) -> SdkConfig {
         ))
         .tls_context(tls_context)
         .build_https();
-    aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .http_client(http_client)
-        .load()
-        .await
+    let mut loader =
+        aws_config::defaults(aws_config::BehaviorVersion::latest()).http_client(http_client);
+    if credentials_in_environment() {
+        loader = loader.credentials_provider(
+            aws_config::environment::EnvironmentVariableCredentialsProvider::new(),
+        );
+    }
+    loader.load().await
+}
+
+fn credentials_in_environment() -> bool {
+    let set = |name| std::env::var_os(name).is_some_and(|value| !value.is_empty());
+    set("AWS_ACCESS_KEY_ID") && set("AWS_SECRET_ACCESS_KEY")
 }
 
 /// The SDK configuration, loaded from the environment on first use and

@@ -187,7 +187,8 @@ fn each_malformed_variable_is_named_and_its_value_not_echoed() {
 
 /// The real binaries: init fails, the process exits non-zero, and stderr
 /// names the variable. Run with every required variable missing in turn,
-/// and with a secret pasted where an ARN belongs.
+/// with a secret pasted where an ARN belongs, and with an
+/// `EXTRA_CA_CERTS_FILE` that holds no certificate.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_binary_fails_its_init_naming_the_variable() {
     // (function, environment, variable expected in the error, value that must not appear)
@@ -198,6 +199,11 @@ async fn every_binary_fails_its_init_naming_the_variable() {
         Option<&'static str>,
     );
     let mut cases: Vec<InitCase> = Vec::new();
+    let not_a_certificate = std::env::temp_dir().join(format!(
+        "kiln-reliability-config-{}-not-a-ca.pem",
+        std::process::id()
+    ));
+    std::fs::write(&not_a_certificate, "this is not a PEM certificate\n").unwrap();
     for function in functions() {
         let valid: Vec<(String, String)> = function
             .valid
@@ -235,6 +241,12 @@ async fn every_binary_fails_its_init_naming_the_variable() {
             env.push((variable.to_string(), value.to_string()));
             cases.push((function.name, env, variable, Some(value)));
         }
+        let mut env = valid.clone();
+        env.push((
+            kiln::tls::EXTRA_CA_CERTS_FILE.to_string(),
+            not_a_certificate.display().to_string(),
+        ));
+        cases.push((function.name, env, kiln::tls::EXTRA_CA_CERTS_FILE, None));
     }
     for (name, env, variable, pasted) in cases {
         let function = LambdaFunction::builder(name)
@@ -260,4 +272,5 @@ async fn every_binary_fails_its_init_naming_the_variable() {
             );
         }
     }
+    let _ = std::fs::remove_file(&not_a_certificate);
 }

@@ -86,15 +86,21 @@ fn lower_hex_digit(c: u8) -> Result<u8, SignatureFormatError> {
 /// `secrets` of the first version whose HMAC matches. Every comparison is
 /// constant-time.
 pub fn verify(body: &[u8], signature: &Signature, secrets: &[SecretString]) -> Option<usize> {
-    secrets.iter().position(|secret| {
-        // HMAC takes keys of any length, so this never fails.
-        HmacSha256::new_from_slice(secret.expose().as_bytes())
-            .map(|mut mac| {
-                mac.update(body);
-                mac.verify_slice(signature.as_bytes()).is_ok()
-            })
-            .unwrap_or(false)
-    })
+    secrets
+        .iter()
+        .position(|secret| matches(body, signature, secret))
+}
+
+/// Whether `signature` is the HMAC-SHA256 of `body` under `secret`, compared
+/// in constant time.
+pub fn matches(body: &[u8], signature: &Signature, secret: &SecretString) -> bool {
+    // HMAC takes keys of any length, so this never fails.
+    HmacSha256::new_from_slice(secret.expose().as_bytes())
+        .map(|mut mac| {
+            mac.update(body);
+            mac.verify_slice(signature.as_bytes()).is_ok()
+        })
+        .unwrap_or(false)
 }
 
 /// The header value GitHub would send for `body` signed with `secret`.

@@ -537,8 +537,25 @@ async fn checks_run_in_the_documented_order() {
         415
     );
     assert!(h.published().is_empty());
-    // No secret was fetched for requests refused before step 3.
-    assert_eq!(h.secrets.fetches(), 2);
+    // No secret was fetched for requests refused before step 3, and the one
+    // signed with the current version read that version only.
+    assert_eq!(h.secrets.fetches(), 1);
+}
+
+#[tokio::test]
+async fn the_previous_version_is_read_only_when_the_current_one_does_not_match() {
+    let h = harness(&[]);
+    h.secrets
+        .set(SECRET_ARN, VersionStage::Previous, "an older secret");
+    let (status, _) = send(&h, "push", &github("push/with-new-branch.payload.json")).await;
+    assert_eq!(status, 200);
+    assert_eq!(h.secrets.fetches(), 1, "AWSCURRENT only");
+
+    let signature = signature::sign(b"not the secret", b"{}");
+    let headers = signed_headers("push", &signature);
+    let (status, _) = call(&h, api_event(&headers, Some("{}"), false)).await;
+    assert_eq!(status, 401);
+    assert_eq!(h.secrets.fetches(), 2, "AWSPREVIOUS read for the mismatch");
 }
 
 #[tokio::test]
