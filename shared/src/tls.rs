@@ -150,7 +150,7 @@ mod tests {
     fn one_root_as_pem() -> Vec<u8> {
         let text = std::str::from_utf8(MOZILLA_ROOTS_PEM).unwrap();
         let end = text.find("-----END CERTIFICATE-----\n").unwrap() + 26;
-        text[..end].as_bytes().to_vec()
+        MOZILLA_ROOTS_PEM[..end].to_vec()
     }
 
     #[test]
