@@ -318,7 +318,9 @@ async fn cold_start(
     }
     down.recorder.take();
     let (function, init) = start(scenario, binary).await?;
+    let init_cpu = memory::cpu_time(function.pid());
     let (result, _) = function.invoke_timed(scenario.event.clone()).await;
+    let cold_cpu = memory::cpu_time(function.pid());
     check(&function, scenario, result)?;
     let total = function
         .timings()
@@ -331,6 +333,8 @@ async fn cold_start(
         total,
         downstream,
         calls,
+        init_cpu,
+        cold_cpu,
     })
 }
 
@@ -344,6 +348,7 @@ async fn warm(
     let (function, _) = start(scenario, binary).await?;
     invoke(&function, scenario, down).await?;
     down.recorder.take();
+    let cpu_before = memory::cpu_time(function.pid());
     let (mut total, mut own, mut waited) = (Vec::new(), Vec::new(), Vec::new());
     let mut calls = 0;
     for _ in 0..invokes {
@@ -354,6 +359,9 @@ async fn warm(
         waited.push(downstream);
         own.push(elapsed.saturating_sub(downstream));
     }
+    result.warm_cpu = memory::cpu_time(function.pid())
+        .zip(cpu_before)
+        .map(|(after, before)| after.saturating_sub(before) / invokes.max(1) as u32);
     result.peak_rss = memory::peak_rss(function.pid());
     function.kill();
     result.warm_total = Sample::new(total);

@@ -1,10 +1,36 @@
-//! Peak memory of a running process, from `/proc/<pid>/status`.
+//! Peak memory and CPU time of a running process, from `/proc/<pid>`.
+
+use std::time::Duration;
 
 /// `VmHWM` (the peak resident set size) in bytes, if the process is alive
 /// and the kernel reports it.
 pub fn peak_rss(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     parse_kib(&status, "VmHWM:")
+}
+
+/// The CPU time every thread of the process has run so far (the first field
+/// of `/proc/<pid>/task/<tid>/schedstat`, in nanoseconds), if the process is
+/// alive. Unlike wall time it does not grow while the function waits for a
+/// CPU that moto or the runner holds, so it shows the work the function
+/// itself does.
+pub fn cpu_time(pid: u32) -> Option<Duration> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    let mut total = Duration::ZERO;
+    for task in tasks.flatten() {
+        // A thread that ended between the listing and the read is skipped.
+        if let Ok(schedstat) = std::fs::read_to_string(task.path().join("schedstat"))
+            && let Some(nanos) = parse_schedstat(&schedstat)
+        {
+            total += nanos;
+        }
+    }
+    Some(total)
+}
+
+fn parse_schedstat(schedstat: &str) -> Option<Duration> {
+    let nanos: u64 = schedstat.split_whitespace().next()?.parse().ok()?;
+    Some(Duration::from_nanos(nanos))
 }
 
 fn parse_kib(status: &str, field: &str) -> Option<u64> {
@@ -20,6 +46,17 @@ fn parse_kib(status: &str, field: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_the_time_on_cpu() {
+        assert_eq!(
+            parse_schedstat("1234567 89 10\n"),
+            Some(Duration::from_nanos(1_234_567))
+        );
+        assert_eq!(parse_schedstat(""), None);
+        let own = cpu_time(std::process::id()).unwrap();
+        assert!(own > Duration::ZERO);
+    }
 
     #[test]
     fn reads_the_high_water_mark() {

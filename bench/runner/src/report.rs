@@ -31,6 +31,10 @@ pub struct ColdRun {
     /// Time spent in downstream calls (union of their spans).
     pub downstream: Duration,
     pub calls: usize,
+    /// CPU time of every thread of the process at the first `GET /next`
+    /// and at the first answer.
+    pub init_cpu: Option<Duration>,
+    pub cold_cpu: Option<Duration>,
 }
 
 /// Everything measured for one function.
@@ -43,6 +47,8 @@ pub struct FunctionResult {
     pub warm_own: Sample,
     pub warm_downstream: Sample,
     pub calls_per_invoke: f64,
+    /// Mean CPU time per warm invocation.
+    pub warm_cpu: Option<Duration>,
     pub peak_rss: Option<u64>,
     pub error: Option<String>,
 }
@@ -77,6 +83,14 @@ impl FunctionResult {
 
     fn cold_own(&self) -> Sample {
         self.cold_sample(|r| r.total.saturating_sub(r.downstream))
+    }
+
+    fn init_cpu(&self) -> Sample {
+        Sample::new(self.cold.iter().filter_map(|r| r.init_cpu).collect())
+    }
+
+    fn cold_cpu(&self) -> Sample {
+        Sample::new(self.cold.iter().filter_map(|r| r.cold_cpu).collect())
     }
 }
 
@@ -155,6 +169,11 @@ fn times(r: f64) -> String {
 /// Milliseconds, without the unit (the table's heading says it).
 fn num_ms(d: Duration) -> String {
     ms(d).trim_end_matches(" ms").to_string()
+}
+
+/// The median in milliseconds, or `–` when nothing was measured.
+fn median_ms(sample: &Sample) -> String {
+    sample.median().map_or("–".into(), num_ms)
 }
 
 /// `median (p10–p90)` in milliseconds.
@@ -293,11 +312,14 @@ emulated Lambda Runtime API; AWS is moto, and Slack and GitHub are local recordi
 timing proxy. The baseline is an empty `lambda_runtime` function built the same way. Cold: {} fresh \
 processes per function, interleaved round by round with the baseline; init is spawn → first `GET /next`, \
 cold total is spawn → first answer. Warm: {} invocations in one process after its cold one. Cold times \
-are median (p10–p90); *own* is the time less the time spent in downstream calls (as the proxies saw them).\n",
+are median (p10–p90); *own* is the time less the time spent in downstream calls (as the proxies saw them). \
+*CPU* is the time the process's threads spent on a CPU (`/proc/<pid>/task/*/schedstat`): the work the function \
+did, without the waits for a core that moto and the runner share with it.\n",
             self.bin_dir, self.cold_runs, self.warm_invokes
         );
         let base_init = self.baseline().and_then(|b| b.init().median());
         let base_cold = self.baseline().and_then(|b| b.cold_total().median());
+        let base_cold_cpu = self.baseline().and_then(|b| b.cold_cpu().median());
         let vs = |value: Option<Duration>, base: Option<Duration>| {
             value
                 .zip(base)
@@ -306,18 +328,18 @@ are median (p10–p90); *own* is the time less the time spent in downstream call
         };
         md.push_str(
             "Cold start (ms):\n\n\
-| function | init | ÷ baseline | cold total | cold own | ÷ baseline | downstream calls |\n\
-|---|---:|---:|---:|---:|---:|---:|\n",
+| function | init | ÷ baseline | cold total | cold own | ÷ baseline | downstream calls | init CPU | cold CPU | ÷ baseline |\n\
+|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
         );
         for f in &self.functions {
             if let Some(error) = &f.error {
                 let first = error.lines().next().unwrap_or_default();
-                let _ = writeln!(md, "| {} | failed: {first} | | | | | |", f.function);
+                let _ = writeln!(md, "| {} | failed: {first} | | | | | | | | |", f.function);
                 continue;
             }
             let _ = writeln!(
                 md,
-                "| {} | {} | {} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                 f.function,
                 spread(&f.init()),
                 vs(f.init().median(), base_init),
@@ -325,24 +347,28 @@ are median (p10–p90); *own* is the time less the time spent in downstream call
                 spread(&f.cold_own()),
                 vs(f.cold_own().median(), base_cold),
                 f.cold_calls(),
+                median_ms(&f.init_cpu()),
+                median_ms(&f.cold_cpu()),
+                vs(f.cold_cpu().median(), base_cold_cpu),
             );
         }
         md.push_str(
             "\nWarm invocations (ms) and memory:\n\n\
-| function | p50 | p99 | own p50 | own p99 | downstream calls | peak RSS |\n\
-|---|---:|---:|---:|---:|---:|---:|\n",
+| function | p50 | p99 | own p50 | own p99 | downstream calls | CPU per invocation | peak RSS |\n\
+|---|---:|---:|---:|---:|---:|---:|---:|\n",
         );
         for f in self.functions.iter().filter(|f| f.error.is_none()) {
             let at = |s: &Sample, p: f64| s.percentile(p).map_or("–".into(), num_ms);
             let _ = writeln!(
                 md,
-                "| {} | {} | {} | {} | {} | {:.0} | {} |",
+                "| {} | {} | {} | {} | {} | {:.0} | {} | {} |",
                 f.function,
                 at(&f.warm_total, 50.0),
                 at(&f.warm_total, 99.0),
                 at(&f.warm_own, 50.0),
                 at(&f.warm_own, 99.0),
                 f.calls_per_invoke,
+                f.warm_cpu.map_or("–".into(), num_ms),
                 f.peak_rss.map_or("–".into(), mb),
             );
         }
