@@ -18,7 +18,7 @@ use aws_config::SdkConfig;
 use aws_smithy_http_client::tls::{self, TlsContext};
 use tokio::sync::OnceCell;
 
-use crate::tls::TrustedRoots;
+use crate::tls::{AwsRoots, TrustedRoots};
 
 /// Loads the shared SDK configuration from the environment (region,
 /// credentials, endpoint overrides), with an HTTPS client that trusts the
@@ -66,9 +66,12 @@ struct LazySdkInner {
 
 impl LazySdkConfig {
     /// Nothing is loaded yet; the trust store is only recorded.
-    pub fn new(roots: &TrustedRoots) -> Result<Self, aws_smithy_http_client::HttpClientError> {
+    pub fn new(
+        roots: &TrustedRoots,
+        aws: AwsRoots,
+    ) -> Result<Self, aws_smithy_http_client::HttpClientError> {
         let tls_context = TlsContext::builder()
-            .with_trust_store(roots.sdk_trust_store())
+            .with_trust_store(roots.sdk_trust_store(aws))
             .build()?;
         Ok(LazySdkConfig {
             inner: Arc::new(LazySdkInner {
@@ -78,11 +81,11 @@ impl LazySdkConfig {
         })
     }
 
-    /// The trust store from `EXTRA_CA_CERTS_FILE` (see [`crate::tls`]) and
-    /// nothing loaded yet: what every function's `main` builds at start-up.
+    /// The trust store from `EXTRA_CA_CERTS_FILE` and the region (see
+    /// [`crate::tls`]) and nothing loaded yet: what every function's `main` builds at start-up.
     pub fn from_env(env: &crate::Env) -> Result<(Self, TrustedRoots), crate::ConfigError> {
         let roots = TrustedRoots::from_env(env)?;
-        let sdk = LazySdkConfig::new(&roots).map_err(|err| {
+        let sdk = LazySdkConfig::new(&roots, AwsRoots::for_environment(env)).map_err(|err| {
             crate::ConfigError::malformed(
                 crate::tls::EXTRA_CA_CERTS_FILE,
                 format!("certificates the SDK's TLS client accepts ({err})"),

@@ -1,10 +1,20 @@
 //! The certificates kiln's HTTPS clients trust.
 //!
-//! One trust store for every outbound call, the AWS SDK's and the GitHub and
-//! Slack clients' alike: Mozilla's root certificates, compiled in (the
-//! `webpki-root-certs` crate), plus the PEM certificates in the file named by
-//! `EXTRA_CA_CERTS_FILE` when it is set (a GitHub Enterprise Server or a
-//! TLS-inspecting proxy signed by a private CA).
+//! Mozilla's root certificates, compiled in (the `webpki-root-certs` crate),
+//! plus the PEM certificates in the file named by `EXTRA_CA_CERTS_FILE` when
+//! it is set (a GitHub Enterprise Server or a TLS-inspecting proxy signed by
+//! a private CA). GitHub and Slack calls trust all of them.
+//!
+//! AWS calls trust fewer ([`AwsRoots`]): in the `aws` and `aws-us-gov`
+//! partitions every service endpoint presents an Amazon Trust Services
+//! certificate, so the SDK trusts those five roots (plus
+//! `EXTRA_CA_CERTS_FILE`) and no other CA can be used to impersonate AWS to
+//! kiln. The SDK takes roots only as PEM and parses them on its first call;
+//! five roots instead of Mozilla's ~150 take that from about a millisecond
+//! to a few microseconds of the cold start. Other partitions (China, the
+//! ISO regions, the European Sovereign Cloud) get Mozilla's full set. An
+//! HTTPS endpoint override (`AWS_ENDPOINT_URL*`) must present an Amazon
+//! certificate too, or its CA must be in `EXTRA_CA_CERTS_FILE`.
 //!
 //! Compiled in rather than read from the system: loading the platform store
 //! means reading and parsing every file under `/etc/ssl/certs` (or
@@ -21,6 +31,47 @@ pub const EXTRA_CA_CERTS_FILE: &str = "EXTRA_CA_CERTS_FILE";
 
 /// Mozilla's roots as one PEM bundle, written by `build.rs`.
 static MOZILLA_ROOTS_PEM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/mozilla-roots.pem"));
+
+/// Amazon Trust Services' five roots (Amazon Root CA 1–4 and Starfield
+/// Services Root CA G2), selected from Mozilla's by `build.rs`.
+static AMAZON_ROOTS_PEM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/amazon-roots.pem"));
+
+/// Which compiled-in roots the AWS SDK trusts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AwsRoots {
+    /// Amazon Trust Services only: AWS's own endpoints in the `aws` and
+    /// `aws-us-gov` partitions.
+    Amazon,
+    /// Mozilla's full set.
+    Mozilla,
+}
+
+impl AwsRoots {
+    /// [`AwsRoots::Amazon`] unless the region (`AWS_REGION`, else
+    /// `AWS_DEFAULT_REGION`) is outside the `aws` and `aws-us-gov`
+    /// partitions.
+    pub fn for_environment(env: &Env) -> AwsRoots {
+        let region = env
+            .optional("AWS_REGION")
+            .or_else(|| env.optional("AWS_DEFAULT_REGION"))
+            .unwrap_or_default();
+        let other_partition = region.starts_with("cn-")
+            || region.starts_with("eusc-")
+            || region.split('-').any(|part| part.starts_with("iso"));
+        if other_partition {
+            AwsRoots::Mozilla
+        } else {
+            AwsRoots::Amazon
+        }
+    }
+
+    fn pem(self) -> &'static [u8] {
+        match self {
+            AwsRoots::Amazon => AMAZON_ROOTS_PEM,
+            AwsRoots::Mozilla => MOZILLA_ROOTS_PEM,
+        }
+    }
+}
 
 /// The trust store: Mozilla's roots plus any extra certificates.
 #[derive(Clone, Debug, Default)]
@@ -106,11 +157,12 @@ impl TrustedRoots {
         self.extra.len()
     }
 
-    /// The SDK's trust store: these certificates only, no platform roots.
-    pub fn sdk_trust_store(&self) -> aws_smithy_http_client::tls::TrustStore {
+    /// The SDK's trust store: `aws` roots and the extra certificates, no
+    /// platform roots.
+    pub fn sdk_trust_store(&self, aws: AwsRoots) -> aws_smithy_http_client::tls::TrustStore {
         let store = aws_smithy_http_client::tls::TrustStore::empty()
             .with_native_roots(false)
-            .with_pem_certificate(MOZILLA_ROOTS_PEM);
+            .with_pem_certificate(aws.pem());
         if self.extra_pem.is_empty() {
             store
         } else {
@@ -137,6 +189,76 @@ mod tests {
         for certificate in parsed {
             store.add(certificate).unwrap();
         }
+    }
+
+    #[test]
+    fn the_amazon_bundle_holds_the_five_amazon_trust_services_roots() {
+        let parsed: Vec<_> = CertificateDer::pem_slice_iter(AMAZON_ROOTS_PEM)
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(parsed.len(), 5);
+        let mut store = rustls::RootCertStore::empty();
+        for certificate in &parsed {
+            assert!(webpki_root_certs::TLS_SERVER_ROOT_CERTS.contains(certificate));
+            store.add(certificate.clone()).unwrap();
+        }
+        for name in [
+            "Amazon Root CA 1",
+            "Amazon Root CA 4",
+            "Starfield Services Root",
+        ] {
+            assert!(
+                parsed
+                    .iter()
+                    .any(|c| c.as_ref().windows(name.len()).any(|w| w == name.as_bytes())),
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn aws_calls_trust_amazon_in_the_aws_partitions_only() {
+        let env = |pairs: &[(&str, &str)]| Env::from_pairs(pairs.iter().copied());
+        for region in [
+            "us-east-1",
+            "eu-west-3",
+            "ap-southeast-5",
+            "us-gov-west-1",
+            "il-central-1",
+        ] {
+            assert_eq!(
+                AwsRoots::for_environment(&env(&[("AWS_REGION", region)])),
+                AwsRoots::Amazon,
+                "{region}"
+            );
+        }
+        for region in [
+            "cn-north-1",
+            "cn-northwest-1",
+            "us-iso-east-1",
+            "us-isob-east-1",
+            "eu-isoe-west-1",
+            "us-isof-south-1",
+            "eusc-de-east-1",
+        ] {
+            assert_eq!(
+                AwsRoots::for_environment(&env(&[("AWS_REGION", region)])),
+                AwsRoots::Mozilla,
+                "{region}"
+            );
+        }
+        assert_eq!(
+            AwsRoots::for_environment(&env(&[("AWS_DEFAULT_REGION", "cn-north-1")])),
+            AwsRoots::Mozilla
+        );
+        assert_eq!(
+            AwsRoots::for_environment(&env(&[
+                ("AWS_REGION", "us-east-1"),
+                ("AWS_ENDPOINT_URL", "http://127.0.0.1:5000")
+            ])),
+            AwsRoots::Amazon,
+            "an endpoint override does not widen the trust"
+        );
     }
 
     #[test]
