@@ -233,8 +233,7 @@ mod deploy_exec_faults {
             ("SECURITY_GROUPS", stack.security_groups_csv().as_str()),
         ]))
         .unwrap();
-        let reporter =
-            GitHubReporter::new(&config.github_api_url, None, RetryPolicy::immediate(1)).unwrap();
+        let reporter = GitHubReporter::new(&config.github_api_url, None, RetryPolicy::immediate(1));
         Deps {
             runner: EcsTaskRunner::new(aws_sdk_ecs::Client::new(&proxy.sdk_config().await)),
             reporter,
@@ -512,7 +511,7 @@ mod slack_faults {
             )]))
             .unwrap(),
             SecretCache::new(FakeSecrets::new().with(WEBHOOK_ARN, VersionStage::Current, &url)),
-            ReqwestWebhook::new().unwrap(),
+            ReqwestWebhook::new(),
             NoAlarms,
             SystemClock,
             Metrics::in_memory("alert-forwarder"),
@@ -767,8 +766,7 @@ mod github_faults {
                     &config.github_api_url,
                     Some((TOKEN_ARN.to_string(), SecretCache::new(secrets))),
                     RetryPolicy::immediate(3),
-                )
-                .unwrap(),
+                ),
                 runner: NoEcs,
                 metrics: Metrics::in_memory("deploy-exec"),
                 config,

@@ -156,8 +156,7 @@ mod deploy_exec_hostile {
         ]))
         .unwrap();
         Deps {
-            reporter: GitHubReporter::new(&config.github_api_url, None, RetryPolicy::immediate(1))
-                .unwrap(),
+            reporter: GitHubReporter::new(&config.github_api_url, None, RetryPolicy::immediate(1)),
             runner: CountingEcs::default(),
             metrics: Metrics::in_memory("deploy-exec"),
             config,
@@ -424,7 +423,7 @@ mod alert_forwarder_hostile {
         let mut forwarder = Forwarder::new(
             Config::from_env(&Env::from_pairs(pairs)).unwrap(),
             SecretCache::new(secrets),
-            ReqwestWebhook::new().unwrap(),
+            ReqwestWebhook::new(),
             NoAlarms,
             SystemClock,
             Metrics::in_memory("alert-forwarder"),

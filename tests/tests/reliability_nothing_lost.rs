@@ -316,8 +316,7 @@ async fn deploy_exec_stream(rate: f64, events: usize, seed: u64) -> Tally {
             &config.github_api_url,
             Some((token_arn.clone(), token)),
             RetryPolicy::immediate(3),
-        )
-        .unwrap(),
+        ),
         runner: EcsTaskRunner::new(aws_sdk_ecs::Client::new(&sdk)),
         metrics: Metrics::in_memory("deploy-exec"),
         config,
@@ -557,7 +556,7 @@ async fn alert_forwarder_stream(rate: f64, events: usize, seed: u64) -> Tally {
             SecretsManagerFetcher::new(aws_sdk_secretsmanager::Client::new(&sdk)),
             Duration::from_millis(50),
         ),
-        ReqwestWebhook::new().unwrap(),
+        ReqwestWebhook::new(),
         CloudWatchAlarms::new(aws_sdk_cloudwatch::Client::new(&sdk)),
         SystemClock,
         Metrics::in_memory("alert-forwarder"),

@@ -227,8 +227,7 @@ mod deploy_exec_secrets {
             Arc::new(FakeSecrets::new().with(SECRET_ARN, VersionStage::Current, GITHUB_TOKEN));
         let token = Some((SECRET_ARN.to_string(), SecretCache::new(secrets)));
         Deps {
-            reporter: GitHubReporter::new(&config.github_api_url, token, RetryPolicy::immediate(2))
-                .unwrap(),
+            reporter: GitHubReporter::new(&config.github_api_url, token, RetryPolicy::immediate(2)),
             runner: StubEcs,
             metrics: Metrics::in_memory("deploy-exec"),
             config,

@@ -19,7 +19,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         SecretCache::new(SecretsManagerFetcher::new(
             sdk.client(aws_sdk_secretsmanager::Client::new),
         )),
-        ReqwestWebhook::trusting(&roots)?,
+        ReqwestWebhook::trusting(&roots),
         CloudWatchAlarms::new(sdk.client(aws_sdk_cloudwatch::Client::new)),
         SystemClock,
         Metrics::new("alert-forwarder"),

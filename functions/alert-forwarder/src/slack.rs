@@ -16,6 +16,7 @@
 //! error or log line carries it (reqwest's errors are stripped of their URL,
 //! and any text that still holds it is scrubbed).
 
+use kiln::http::LazyHttpClient;
 use kiln::tls::TrustedRoots;
 use std::future::Future;
 use std::time::Duration;
@@ -51,30 +52,36 @@ pub trait SlackWebhook: Send + Sync {
     ) -> impl Future<Output = Result<SlackReply, TransportError>> + Send;
 }
 
-/// The reqwest adapter.
-#[derive(Debug, Clone)]
+/// The reqwest adapter. Its HTTP client is built on the first post.
+#[derive(Debug)]
 pub struct ReqwestWebhook {
-    client: reqwest::Client,
+    client: LazyHttpClient,
 }
 
 impl ReqwestWebhook {
     /// Trusting Mozilla's roots only.
-    pub fn new() -> Result<Self, TransportError> {
+    pub fn new() -> Self {
         ReqwestWebhook::trusting(&TrustedRoots::mozilla())
     }
 
     /// Trusting `roots` (Mozilla's, plus `EXTRA_CA_CERTS_FILE`).
-    pub fn trusting(roots: &TrustedRoots) -> Result<Self, TransportError> {
-        let client = kiln::http::client_builder(roots)
-            .map_err(|e| TransportError(reqwest_error(e, None)))?
-            .user_agent(concat!("kiln-alert-forwarder/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(Duration::from_secs(5))
-            // A webhook never redirects; following one would send the
-            // message (and the URL's path) somewhere we didn't choose.
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| TransportError(reqwest_error(e, None)))?;
-        Ok(ReqwestWebhook { client })
+    pub fn trusting(roots: &TrustedRoots) -> Self {
+        ReqwestWebhook {
+            client: LazyHttpClient::new(roots, |builder| {
+                builder
+                    .user_agent(concat!("kiln-alert-forwarder/", env!("CARGO_PKG_VERSION")))
+                    .connect_timeout(Duration::from_secs(5))
+                    // A webhook never redirects; following one would send the
+                    // message (and the URL's path) somewhere we didn't choose.
+                    .redirect(reqwest::redirect::Policy::none())
+            }),
+        }
+    }
+}
+
+impl Default for ReqwestWebhook {
+    fn default() -> Self {
+        ReqwestWebhook::new()
     }
 }
 
@@ -85,8 +92,11 @@ impl SlackWebhook for ReqwestWebhook {
         body: &str,
         timeout: Duration,
     ) -> Result<SlackReply, TransportError> {
-        let response = self
+        let client = self
             .client
+            .get()
+            .map_err(|e| TransportError(reqwest_error(e, None)))?;
+        let response = client
             .post(url.expose())
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .body(body.to_string())

@@ -13,6 +13,7 @@
 //! The token comes from Secrets Manager on first use and is only ever put
 //! in an `Authorization` header marked sensitive.
 
+use kiln::http::LazyHttpClient;
 use kiln::tls::TrustedRoots;
 use std::future::Future;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -254,7 +255,8 @@ impl RetryPolicy {
 
 /// The GitHub REST API adapter.
 pub struct GitHubReporter<F> {
-    http: reqwest::Client,
+    /// Built on the first call.
+    http: LazyHttpClient,
     api_url: String,
     /// The token's secret, and the cache it is read through; `None`
     /// disables reporting.
@@ -274,11 +276,7 @@ impl<F> std::fmt::Debug for GitHubReporter<F> {
 impl<F: SecretFetcher + 'static> GitHubReporter<F> {
     /// `token`: the secret id and the cache to read it through, or `None`
     /// to make no calls at all.
-    pub fn new(
-        api_url: &str,
-        token: Option<(String, SecretCache<F>)>,
-        retry: RetryPolicy,
-    ) -> Result<Self, reqwest::Error> {
+    pub fn new(api_url: &str, token: Option<(String, SecretCache<F>)>, retry: RetryPolicy) -> Self {
         GitHubReporter::trusting(api_url, token, retry, &TrustedRoots::mozilla())
     }
 
@@ -289,17 +287,18 @@ impl<F: SecretFetcher + 'static> GitHubReporter<F> {
         token: Option<(String, SecretCache<F>)>,
         retry: RetryPolicy,
         roots: &TrustedRoots,
-    ) -> Result<Self, reqwest::Error> {
-        let http = kiln::http::client_builder(roots)?
-            .user_agent(USER_AGENT)
-            .timeout(Duration::from_secs(10))
-            .build()?;
-        Ok(GitHubReporter {
+    ) -> Self {
+        let http = LazyHttpClient::new(roots, |builder| {
+            builder
+                .user_agent(USER_AGENT)
+                .timeout(Duration::from_secs(10))
+        });
+        GitHubReporter {
             http,
             api_url: api_url.trim_end_matches('/').to_string(),
             token,
             retry,
-        })
+        }
     }
 
     /// Sends one request with retries; returns the body of a 2xx answer.
@@ -334,9 +333,13 @@ impl<F: SecretFetcher + 'static> GitHubReporter<F> {
                     },
                 )?;
             authorization.set_sensitive(true);
+            let http = self
+                .http
+                .get()
+                .map_err(|e| error(kiln::aws::error_chain(&e)))?;
             let mut request = match method {
-                "GET" => self.http.get(&url),
-                _ => self.http.post(&url),
+                "GET" => http.get(&url),
+                _ => http.post(&url),
             }
             .header(http::header::AUTHORIZATION, authorization)
             .header(http::header::ACCEPT, "application/vnd.github+json")

@@ -25,7 +25,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
             token,
             RetryPolicy::default(),
             &roots,
-        )?,
+        ),
         runner: EcsTaskRunner::new(sdk.client(aws_sdk_ecs::Client::new)),
         metrics: kiln::Metrics::new("deploy-exec"),
         config,

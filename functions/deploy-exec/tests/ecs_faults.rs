@@ -46,8 +46,7 @@ fn deps(client: Client) -> Deps<EcsTaskRunner, GitHubReporter<FakeSecrets>> {
     ]))
     .unwrap();
     Deps {
-        reporter: GitHubReporter::new(&config.github_api_url, None, RetryPolicy::immediate(1))
-            .unwrap(),
+        reporter: GitHubReporter::new(&config.github_api_url, None, RetryPolicy::immediate(1)),
         runner: EcsTaskRunner::new(client),
         metrics: Metrics::in_memory("deploy-exec"),
         config,

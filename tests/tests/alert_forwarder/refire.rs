@@ -158,7 +158,7 @@ async fn a_scheduled_check_reposts_only_the_alarm_in_alarm_long_enough() {
     let forwarder = Forwarder::new(
         config,
         SecretCache::new(Arc::new(secrets)),
-        ReqwestWebhook::new().unwrap(),
+        ReqwestWebhook::new(),
         CloudWatchAlarms::new(alarms.cloudwatch.clone()),
         ManualClock::at(now),
         Metrics::in_memory("alert-forwarder"),

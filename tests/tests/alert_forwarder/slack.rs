@@ -46,7 +46,7 @@ async fn setup(extra_env: &[(&str, &str)]) -> Setup {
     let forwarder = Forwarder::new(
         config,
         SecretCache::new(Arc::clone(&secrets)),
-        ReqwestWebhook::new().unwrap(),
+        ReqwestWebhook::new(),
         NoAlarms,
         clock.clone(),
         Metrics::in_memory("alert-forwarder"),

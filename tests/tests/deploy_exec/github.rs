@@ -105,7 +105,7 @@ fn deps_with(
     let config = config(api_url);
     let token = secrets.map(|s| (SECRET_ARN.to_string(), SecretCache::new(s)));
     Deps {
-        reporter: GitHubReporter::new(&config.github_api_url, token, retry).unwrap(),
+        reporter: GitHubReporter::new(&config.github_api_url, token, retry),
         // Every task starts as the fixtures' task.
         runner: FakeRunner::always_starting(TASK_ARN),
         metrics: Metrics::in_memory("deploy-exec"),

@@ -140,7 +140,7 @@ fn deps(
         None => (config.github_api_url.clone(), None),
     };
     Deps {
-        reporter: GitHubReporter::new(&api_url, token, RetryPolicy::immediate(1)).unwrap(),
+        reporter: GitHubReporter::new(&api_url, token, RetryPolicy::immediate(1)),
         runner: EcsTaskRunner::new(ecs),
         metrics: Metrics::in_memory("deploy-exec"),
         config,
