@@ -56,7 +56,7 @@ lint: cargo-deny ## cargo fmt --check, clippy -D warnings, and the supply-chain 
 
 # cargo-deny goes into cargo's bin directory on first use (built once, in
 # its own target directory so later installs reuse it).
-CARGO_DENY_VERSION := 0.20
+CARGO_DENY_VERSION := 0.20.2
 .PHONY: cargo-deny
 cargo-deny:
 	@cargo deny --version >/dev/null 2>&1 || { echo "==> installing cargo-deny $(CARGO_DENY_VERSION)"; \
