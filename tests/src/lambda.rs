@@ -227,11 +227,15 @@ impl LambdaBuilder {
             command.current_dir(dir);
         }
         isolate(&mut command);
+        // Taken before the spawn: `spawn` returns only once the child has
+        // exec'd, and a single-threaded child can get well into its init
+        // before the parent is scheduled again.
+        let spawning = Instant::now();
         let mut child = command.spawn().map_err(|e| {
             server.abort();
             HarnessError(format!("starting {}: {e}", binary.display()))
         })?;
-        let _ = shared.spawned_at.set(Instant::now());
+        let _ = shared.spawned_at.set(spawning);
         let pid = child.id().unwrap_or_default();
 
         let mut readers = Vec::new();

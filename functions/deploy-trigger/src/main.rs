@@ -8,7 +8,10 @@ use kiln::{Env, Metrics, SecretCache};
 use lambda_http::aws_lambda_events::apigw::ApiGatewayV2httpRequest;
 use lambda_runtime::{LambdaEvent, service_fn};
 
-#[tokio::main]
+// One thread: Lambda hands a function one event at a time, and a runtime
+// with worker threads would only add thread start-up at init and a
+// cross-thread wake-up on every network read.
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_runtime::Error> {
     kiln::logging::init();
     let env = Env::process();

@@ -6,7 +6,10 @@ use watchdog::retry::{Backoff, Deadline};
 use watchdog::scaling::AsgClient;
 use watchdog::{Config, Watchdog};
 
-#[tokio::main]
+// One thread: Lambda hands a function one event at a time, and a runtime
+// with worker threads would only add thread start-up at init and a
+// cross-thread wake-up on every network read.
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     kiln::logging::init();
     let env = kiln::Env::process();
