@@ -348,20 +348,24 @@ async fn warm(
     let (function, _) = start(scenario, binary).await?;
     invoke(&function, scenario, down).await?;
     down.recorder.take();
-    let cpu_before = memory::cpu_time(function.pid());
-    let (mut total, mut own, mut waited) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut total, mut own, mut waited, mut cpu) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut calls = 0;
     for _ in 0..invokes {
+        // Between invocations the function is blocked on `GET /next`, so
+        // its CPU time is exact here.
+        let cpu_before = memory::cpu_time(function.pid());
         let elapsed = invoke(&function, scenario, down).await?;
         let (downstream, n) = down.recorder.take();
         calls += n;
         total.push(elapsed);
         waited.push(downstream);
         own.push(elapsed.saturating_sub(downstream));
+        if let Some((after, before)) = memory::cpu_time(function.pid()).zip(cpu_before) {
+            cpu.push(after.saturating_sub(before));
+        }
     }
-    result.warm_cpu = memory::cpu_time(function.pid())
-        .zip(cpu_before)
-        .map(|(after, before)| after.saturating_sub(before) / invokes.max(1) as u32);
+    result.warm_cpu = Sample::new(cpu);
     result.peak_rss = memory::peak_rss(function.pid());
     function.kill();
     result.warm_total = Sample::new(total);

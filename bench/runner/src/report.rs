@@ -47,8 +47,8 @@ pub struct FunctionResult {
     pub warm_own: Sample,
     pub warm_downstream: Sample,
     pub calls_per_invoke: f64,
-    /// Mean CPU time per warm invocation.
-    pub warm_cpu: Option<Duration>,
+    /// CPU time of each warm invocation (every thread of the process).
+    pub warm_cpu: Sample,
     pub peak_rss: Option<u64>,
     pub error: Option<String>,
 }
@@ -309,12 +309,14 @@ impl Report {
             md,
             "Each function's host release binary (the release profile `make build` uses, from `{}`) runs under the \
 emulated Lambda Runtime API; AWS is moto, and Slack and GitHub are local recording servers, each behind a \
-timing proxy. The baseline is an empty `lambda_runtime` function built the same way. Cold: {} fresh \
+timing proxy (the emulation and the proxies are built optimised). The baseline is an empty \
+`lambda_runtime` function built the same way, on the same single-threaded tokio runtime. Cold: {} fresh \
 processes per function, interleaved round by round with the baseline; init is spawn → first `GET /next`, \
-cold total is spawn → first answer. Warm: {} invocations in one process after its cold one. Cold times \
+cold total is spawn → first answer (both from just before the spawn). Warm: {} invocations in one process after its cold one. Cold times \
 are median (p10–p90); *own* is the time less the time spent in downstream calls (as the proxies saw them). \
 *CPU* is the time the process's threads spent on a CPU (`/proc/<pid>/task/*/schedstat`): the work the function \
-did, without the waits for a core that moto and the runner share with it.\n",
+did, without the waits for a core that moto and the runner share with it; warm, it is read before and after \
+each invocation.\n",
             self.bin_dir, self.cold_runs, self.warm_invokes
         );
         let base_init = self.baseline().and_then(|b| b.init().median());
@@ -354,21 +356,22 @@ did, without the waits for a core that moto and the runner share with it.\n",
         }
         md.push_str(
             "\nWarm invocations (ms) and memory:\n\n\
-| function | p50 | p99 | own p50 | own p99 | downstream calls | CPU per invocation | peak RSS |\n\
-|---|---:|---:|---:|---:|---:|---:|---:|\n",
+| function | p50 | p99 | own p50 | own p99 | CPU p50 | CPU p99 | downstream calls | peak RSS |\n\
+|---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
         );
         for f in self.functions.iter().filter(|f| f.error.is_none()) {
             let at = |s: &Sample, p: f64| s.percentile(p).map_or("–".into(), num_ms);
             let _ = writeln!(
                 md,
-                "| {} | {} | {} | {} | {} | {:.0} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {} | {} | {:.0} | {} |",
                 f.function,
                 at(&f.warm_total, 50.0),
                 at(&f.warm_total, 99.0),
                 at(&f.warm_own, 50.0),
                 at(&f.warm_own, 99.0),
+                at(&f.warm_cpu, 50.0),
+                at(&f.warm_cpu, 99.0),
                 f.calls_per_invoke,
-                f.warm_cpu.map_or("–".into(), num_ms),
                 f.peak_rss.map_or("–".into(), mb),
             );
         }
