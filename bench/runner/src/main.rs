@@ -351,19 +351,22 @@ async fn warm(
     let (mut total, mut own, mut waited, mut cpu) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut calls = 0;
+    // One reading per invocation, each the start of the next: what the
+    // function does after answering (its next `GET /next`) counts in the
+    // following invocation instead of falling between two readings.
+    let mut cpu_before = memory::cpu_time(function.pid());
     for _ in 0..invokes {
-        // Between invocations the function is blocked on `GET /next`, so
-        // its CPU time is exact here.
-        let cpu_before = memory::cpu_time(function.pid());
         let elapsed = invoke(&function, scenario, down).await?;
         let (downstream, n) = down.recorder.take();
         calls += n;
         total.push(elapsed);
         waited.push(downstream);
         own.push(elapsed.saturating_sub(downstream));
-        if let Some((after, before)) = memory::cpu_time(function.pid()).zip(cpu_before) {
+        let cpu_after = memory::cpu_time(function.pid());
+        if let Some((after, before)) = cpu_after.zip(cpu_before) {
             cpu.push(after.saturating_sub(before));
         }
+        cpu_before = cpu_after;
     }
     result.warm_cpu = Sample::new(cpu);
     result.peak_rss = memory::peak_rss(function.pid());
