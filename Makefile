@@ -123,8 +123,9 @@ build: $(VENV)/.installed rustup-arm64 ## Build the four arm64 Lambda zips (targ
 # Benchmarks, never part of `make test`: each function's host release binary
 # against an empty lambda_runtime function (cold start, warm latency, peak
 # RSS), the arm64 zips `make build` wrote, and the criterion hot paths with
-# OpenSSL's HMAC as the yardstick. Writes docs/performance.md and the README's
-# Performance table, and exits 1 naming each target missed. The runner is
+# OpenSSL's HMAC as the yardstick. Writes the tables into docs/performance.md
+# (between its kiln-bench markers) and the whole report to
+# target/bench/performance.md, and exits 1 naming each target missed. The runner is
 # optimised (profile bench-runner): it is on the path of every timed call.
 # BENCH_ARGS: e.g. --cold 40 --warm 500, --functions watchdog, --no-hotpaths.
 BENCH_ARGS ?=
@@ -133,7 +134,7 @@ bench: build ## Benchmarks: cold start, warm latency, memory, zip sizes, hot pat
 	cargo lambda build --release --arm64 --output-format zip -p bench-baseline
 	cargo build --release -p bench-baseline $(addprefix -p ,$(FUNCTIONS))
 	cargo build --profile bench-runner -p kiln-bench
-	$(CARGO_TARGET_DIR)/bench-runner/kiln-bench --out docs/performance.md --update-readme $(BENCH_ARGS)
+	$(CARGO_TARGET_DIR)/bench-runner/kiln-bench --update docs/performance.md $(BENCH_ARGS)
 
 # ------------------------------------------------------- AWS (SAM, infra/)
 SAM        := SAM_CLI_TELEMETRY=0 $(VENV_INFRA)/bin/sam

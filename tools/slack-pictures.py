@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Renders alert-forwarder's Slack messages to PNG pictures for the README.
+"""Renders alert-forwarder's Slack messages to PNG pictures for the documentation
+(docs/configuration.md, alert-forwarder).
 
 The messages are the golden files the tests check
 (functions/alert-forwarder/tests/snapshots/*.snap), so the pictures show

@@ -33,7 +33,11 @@ use crate::scenarios::{BASELINE, Downstream, FUNCTIONS, Scenario};
 use crate::stats::Sample;
 
 const USAGE: &str = "usage: kiln-bench [--cold N] [--warm N] [--functions a,b] [--bin-dir DIR] \
-[--lambda-dir DIR] [--env NAME=VALUE]... [--out FILE] [--no-hotpaths] [--update-readme]";
+[--lambda-dir DIR] [--env NAME=VALUE]... [--out FILE] [--no-hotpaths] [--update FILE]
+
+  --out FILE     where the whole report is written (default target/bench/performance.md)
+  --update FILE  also replace the tables between the kiln-bench markers in FILE
+                 (make bench: docs/performance.md)";
 
 /// How long a function may take to reach its first poll, on a loaded
 /// machine.
@@ -48,7 +52,9 @@ struct Options {
     lambda_dir: PathBuf,
     out: PathBuf,
     hotpaths: bool,
-    update_readme: bool,
+    /// A page whose marked block gets the tables (`make bench`:
+    /// docs/performance.md).
+    update: Option<PathBuf>,
     /// Extra variables for every function process (experiments).
     env: Vec<(String, String)>,
 }
@@ -61,9 +67,9 @@ fn parse_options() -> Result<Options, String> {
         functions: FUNCTIONS.iter().map(|f| f.to_string()).collect(),
         bin_dir: target.join("release"),
         lambda_dir: target.join("lambda"),
-        out: kiln_tests::workspace_root().join("docs/performance.md"),
+        out: target.join("bench/performance.md"),
         hotpaths: true,
-        update_readme: false,
+        update: None,
         env: Vec::new(),
     };
     let mut args = std::env::args().skip(1);
@@ -92,7 +98,7 @@ fn parse_options() -> Result<Options, String> {
                 options.env.push((name.to_string(), val.to_string()));
             }
             "--no-hotpaths" => options.hotpaths = false,
-            "--update-readme" => options.update_readme = true,
+            "--update" => options.update = Some(value()?.into()),
             "-h" | "--help" => return Err(USAGE.to_string()),
             other => return Err(format!("unknown argument {other}\n{USAGE}")),
         }
@@ -156,10 +162,9 @@ fn write(options: &Options, report: &Report, markdown: &str) -> Result<(), Strin
     std::fs::write(&options.out, markdown)
         .map_err(|e| format!("writing {}: {e}", options.out.display()))?;
     eprintln!("kiln-bench: wrote {}", options.out.display());
-    if options.update_readme {
-        let readme = kiln_tests::workspace_root().join("README.md");
-        report::update_readme(&readme, &report.readme_section())?;
-        eprintln!("kiln-bench: updated {}", readme.display());
+    if let Some(page) = &options.update {
+        report::update_marked_block(page, &report.tables())?;
+        eprintln!("kiln-bench: updated {}", page.display());
     }
     Ok(())
 }

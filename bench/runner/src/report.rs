@@ -19,9 +19,9 @@ const PEAK_RSS_MAX: u64 = 24_000_000;
 const ZIP_MAX: u64 = 4_000_000;
 const HMAC_RATIO_MIN: f64 = 0.8;
 
-/// Where `--update-readme` writes, between these two lines.
-pub const README_START: &str = "<!-- kiln-bench:start -->";
-pub const README_END: &str = "<!-- kiln-bench:end -->";
+/// Where `--update` writes in a page, between these two lines.
+pub const BLOCK_START: &str = "<!-- kiln-bench:start -->";
+pub const BLOCK_END: &str = "<!-- kiln-bench:end -->";
 
 /// One cold start.
 #[derive(Debug, Clone, Copy)]
@@ -297,7 +297,7 @@ impl Report {
     }
 
     /// The tables, without a top-level heading.
-    fn tables(&self) -> String {
+    pub fn tables(&self) -> String {
         let mut md = String::new();
         let m = &self.machine;
         let _ = writeln!(
@@ -440,11 +440,6 @@ start-up subtracted), measured in the same run: **{:.0}%**.\n",
     pub fn markdown(&self) -> String {
         format!("# kiln benchmarks\n\n{}", self.tables())
     }
-
-    /// What `--update-readme` puts between the README's markers.
-    pub fn readme_section(&self) -> String {
-        self.tables()
-    }
 }
 
 fn micros(d: Duration) -> String {
@@ -456,13 +451,13 @@ fn micros(d: Duration) -> String {
     }
 }
 
-/// Replaces what lies between [`README_START`] and [`README_END`].
-pub fn update_readme(path: &Path, section: &str) -> Result<(), String> {
+/// Replaces what lies between [`BLOCK_START`] and [`BLOCK_END`] in a page.
+pub fn update_marked_block(path: &Path, section: &str) -> Result<(), String> {
     let text =
         std::fs::read_to_string(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
-    let (Some(start), Some(end)) = (text.find(README_START), text.find(README_END)) else {
+    let (Some(start), Some(end)) = (text.find(BLOCK_START), text.find(BLOCK_END)) else {
         return Err(format!(
-            "{} has no {README_START} … {README_END} block to update",
+            "{} has no {BLOCK_START} … {BLOCK_END} block to update",
             path.display()
         ));
     };
@@ -472,7 +467,7 @@ pub fn update_readme(path: &Path, section: &str) -> Result<(), String> {
             path.display()
         ));
     }
-    let head = &text[..start + README_START.len()];
+    let head = &text[..start + BLOCK_START.len()];
     let tail = &text[end..];
     let updated = format!("{head}\n{}\n{tail}", section.trim_end());
     std::fs::write(path, updated).map_err(|e| format!("writing {}: {e}", path.display()))

@@ -27,7 +27,7 @@ pub const TAG_SHA: &str = "kiln:sha";
 pub const TAG_DELIVERY: &str = "kiln:delivery";
 pub const TAG_DEPLOYMENT: &str = "kiln:deployment";
 
-/// The deploy container's environment variables (see the README).
+/// The deploy container's environment variables (see docs/configuration.md, deploy-exec).
 pub mod vars {
     pub const GIT_REMOTE: &str = "GIT_REMOTE";
     pub const GIT_SHA: &str = "GIT_SHA";
