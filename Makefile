@@ -9,6 +9,7 @@ SHELL := /bin/bash
 ROOT        := $(abspath $(dir $(lastword $(MAKEFILE_LIST))))
 VENV        := $(ROOT)/.venv
 VENV_INFRA  := $(ROOT)/.venv-sam
+VENV_CHECKOV := $(ROOT)/.venv-checkov
 PYTHON      ?= python3
 FUNCTIONS   := deploy-trigger deploy-exec watchdog alert-forwarder
 ENV         ?= dev
@@ -41,8 +42,15 @@ $(VENV_INFRA)/.installed: tools/requirements-infra.txt
 	$(VENV_INFRA)/bin/pip install --quiet --disable-pip-version-check -r tools/requirements-infra.txt
 	touch $@
 
+# checkov pins an older boto3 than aws-sam-cli: a venv of its own.
+$(VENV_CHECKOV)/.installed: tools/requirements-checkov.txt
+	@echo "==> Python venv for checkov ($(VENV_CHECKOV))"
+	$(PYTHON) -m venv $(VENV_CHECKOV)
+	$(VENV_CHECKOV)/bin/pip install --quiet --disable-pip-version-check -r tools/requirements-checkov.txt
+	touch $@
+
 .PHONY: venv
-venv: $(VENV)/.installed $(VENV_INFRA)/.installed ## Install the project-local Python tools
+venv: $(VENV)/.installed $(VENV_INFRA)/.installed $(VENV_CHECKOV)/.installed ## Install the project-local Python tools
 
 .PHONY: fmt
 fmt: ## Format the code
@@ -87,12 +95,41 @@ fuzz: ## Fuzz each parser and renderer for FUZZ_SECONDS seconds (default 60): ma
 	done
 
 .PHONY: test
-test: lint $(VENV)/.installed check-templates ## Everything: lint, unit, integration and end-to-end tests, template checks
+test: lint $(VENV)/.installed check-templates ## Everything: lint, unit, integration and end-to-end tests, template checks, check-iam
 	@# The function binaries the integration tests run, built with the tests'
 	@# own feature resolution so nothing is compiled twice.
 	cargo build --workspace --bins --tests
+	@# The tests record every AWS call of every function process: a fresh
+	@# record, stamped complete only when every test passed.
+	rm -rf $(IAM_CALLS)
 	cargo $(TEST_RUNNER) --workspace --lib --bins --tests
+	mkdir -p $(IAM_CALLS) && touch $(IAM_CALLS)/.complete
 	cargo test --workspace --doc
+	@$(MAKE) --no-print-directory check-iam
+
+# ---------------------------------------------- least privilege (check-iam)
+# The record of calls (tests/src/call_record.rs) and its stamp. It is reused
+# while it is newer than everything that decides which calls are made: the
+# Rust sources and manifests of the functions, the shared crate and the
+# tests. Otherwise check-iam records again by running the integration and
+# end-to-end tests.
+IAM_CALLS   := $(CARGO_TARGET_DIR)/iam-calls
+IAM_SOURCES := Cargo.toml Cargo.lock shared functions tests
+IAM_DROP    ?=
+
+.PHONY: check-iam
+check-iam: $(VENV)/.installed $(VENV_INFRA)/.installed ## Every recorded AWS call allowed by the templates, every grant used: make check-iam [IAM_DROP=<function>:<action>]
+	@if [ ! -f $(IAM_CALLS)/.complete ] || [ -n "$$(find $(IAM_SOURCES) -newer $(IAM_CALLS)/.complete -print -quit)" ]; then \
+	  echo "==> recording AWS calls: the integration and end-to-end tests ($(IAM_CALLS))"; \
+	  rm -rf $(IAM_CALLS); \
+	  cargo build --workspace --bins --tests; \
+	  cargo $(TEST_RUNNER) -p kiln-tests --tests; \
+	  mkdir -p $(IAM_CALLS) && touch $(IAM_CALLS)/.complete; \
+	else echo "==> reusing the record of calls in $(IAM_CALLS) (newer than the sources)"; fi
+	$(VENV_INFRA)/bin/python infra/iam/check.py --records $(IAM_CALLS) $(addprefix --drop ,$(IAM_DROP))
+	@# The checker's own tests: IAM's rules on small policies, and mutations
+	@# of the templates against this record (skipped when IAM_DROP is given).
+	$(if $(IAM_DROP),,KILN_CALL_RECORD_DIR=$(IAM_CALLS) $(VENV_INFRA)/bin/python -m pytest infra/iam/tests -q -p no:cacheprovider)
 
 # `make run` and `make dev`: one release build of the four functions and
 # of kiln-local together (one feature resolution, nothing built twice);
@@ -141,7 +178,7 @@ SAM        := SAM_CLI_TELEMETRY=0 $(VENV_INFRA)/bin/sam
 SAM_CONFIG := --config-file samconfig.toml --config-env $(ENV)
 
 .PHONY: check-templates
-check-templates: $(VENV_INFRA)/.installed ## Template checks: cfn-lint, sam validate --lint, offline transform, template tests
+check-templates: $(VENV_INFRA)/.installed $(VENV_CHECKOV)/.installed ## Template checks: cfn-lint, sam validate --lint, offline transform, checkov, template tests
 	tools/check-templates.sh
 
 .PHONY: sam-build
@@ -172,4 +209,4 @@ delete: $(VENV_INFRA)/.installed ## Delete the stack (asks first): make delete E
 .PHONY: clean
 clean: ## Remove build output and the venvs
 	cargo clean
-	rm -rf $(VENV) $(VENV_INFRA) infra/.aws-sam
+	rm -rf $(VENV) $(VENV_INFRA) $(VENV_CHECKOV) infra/.aws-sam

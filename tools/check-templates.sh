@@ -5,8 +5,12 @@
 #   3. the SAM transform run offline (aws-sam-translator), then cfn-lint on
 #      the resulting CloudFormation: this catches what cfn-lint misses on a
 #      SAM template (a dangling !Ref or !GetAtt, a bad Runtime, ...);
-#   4. the template tests in infra/tests (pytest).
-# Runs with the tools of .venv-sam (make check-templates installs them).
+#   4. checkov, offline, on the transformed templates: zero failed checks
+#      (each check kiln does not follow is skipped in the template's
+#      Metadata, with the reason);
+#   5. the template tests in infra/tests (pytest).
+# Runs with the tools of .venv-sam and .venv-checkov (make check-templates
+# installs them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -32,6 +36,9 @@ for t in "${templates[@]}"; do
 done
 "$venv/bin/cfn-lint" "$out"/*.json
 echo "transformed and linted: ${#templates[@]} templates"
+
+echo "==> checkov on the transformed templates"
+tools/checkov.sh "$out"
 
 echo "==> template tests"
 "$venv/bin/python" -m pytest infra/tests -q -p no:cacheprovider

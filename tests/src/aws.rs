@@ -19,7 +19,7 @@ use aws_sdk_ecs::types::{
 use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
 use serde_json::Value;
 
-use crate::moto::{Moto, REGION};
+use crate::moto::{ACCOUNT_ID, Moto, REGION};
 use crate::process::random_u64;
 
 /// One client per service kiln uses, all pointed at the same emulator.
@@ -296,6 +296,16 @@ impl Aws {
                 .cpu("256")
                 .memory("512")
                 .container_definitions(container_definition)
+                // Roles like the template's: RunTask passes them, so the
+                // record of calls shows deploy-exec's iam:PassRole. Named
+                // after the template's logical ids, which is how
+                // `make check-iam` names roles CloudFormation would name.
+                .task_role_arn(format!(
+                    "arn:aws:iam::{ACCOUNT_ID}:role/StackUpdaterTaskRole"
+                ))
+                .execution_role_arn(format!(
+                    "arn:aws:iam::{ACCOUNT_ID}:role/StackUpdaterExecutionRole"
+                ))
                 .send()
                 .await,
         );

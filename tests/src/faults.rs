@@ -18,6 +18,11 @@
 //! run is repeatable. Every call is recorded ([`ProxyCall`]): service,
 //! operation, request body, the fault applied and whether moto saw it.
 //!
+//! The same proxy, with no faults and a [`CallRecorder`], is how the
+//! harness records every AWS call of every function process
+//! ([`crate::call_record`]); it is then transparent: when the upstream does
+//! not answer, the connection is reset, as if there were no proxy.
+//!
 //! The proxy speaks just enough HTTP/1.1 for the SDK (keep-alive,
 //! `Content-Length` and chunked request bodies); writing it on raw sockets
 //! is what makes resets and truncated replies possible.
@@ -31,6 +36,8 @@ use aws_config::retry::RetryConfig;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
+
+use crate::call_record::{CallRecorder, ObservedCall};
 
 /// What to do to one call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -271,6 +278,21 @@ impl Drop for FaultProxy {
 impl FaultProxy {
     /// Starts a proxy to `upstream` (e.g. moto's endpoint) on a free port.
     pub async fn start(upstream: &str, plan: FaultPlan) -> FaultProxy {
+        FaultProxy::start_with(upstream, plan, None).await
+    }
+
+    /// Starts a transparent proxy to `upstream` that writes every call to
+    /// `recorder` (see [`crate::call_record`]).
+    pub async fn start_recording(upstream: &str, recorder: Arc<CallRecorder>) -> FaultProxy {
+        recorder.set_upstream(upstream);
+        FaultProxy::start_with(upstream, FaultPlan::none(), Some(recorder)).await
+    }
+
+    async fn start_with(
+        upstream: &str,
+        plan: FaultPlan,
+        recorder: Option<Arc<CallRecorder>>,
+    ) -> FaultProxy {
         let listener = match TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0))).await {
             Ok(listener) => listener,
             Err(err) => panic!("binding 127.0.0.1:0: {err}"),
@@ -292,6 +314,7 @@ impl FaultProxy {
                 .no_proxy()
                 .build()
                 .unwrap_or_else(|e| panic!("proxy client: {e}")),
+            recorder,
         });
         let shared = Arc::clone(&state);
         let task = tokio::spawn(async move {
@@ -364,6 +387,25 @@ pub fn fast_retries() -> RetryConfig {
 struct Upstream {
     base: String,
     client: reqwest::Client,
+    /// Set for a recording proxy, which is also transparent.
+    recorder: Option<Arc<CallRecorder>>,
+}
+
+impl Upstream {
+    async fn observe(&self, call: &ProxyCall, response: Option<&[u8]>) {
+        if let Some(recorder) = &self.recorder {
+            recorder
+                .observe(&ObservedCall {
+                    service: &call.service,
+                    operation: &call.operation,
+                    protocol: call.protocol,
+                    body: &call.request_body,
+                    status: call.upstream_status,
+                    response,
+                })
+                .await;
+        }
+    }
 }
 
 struct Request {
@@ -448,6 +490,7 @@ async fn serve_connection(
         };
 
         if fault.is_some_and(|f| !f.forwards()) {
+            upstream.observe(&call, None).await;
             record(&state, call.clone());
         }
         let keep_open = match fault {
@@ -486,6 +529,9 @@ async fn serve_connection(
                 let reply = forward(&upstream, &request).await;
                 call.forwarded = true;
                 call.upstream_status = reply.as_ref().map(|r| r.0);
+                upstream
+                    .observe(&call, reply.as_ref().map(|r| r.2.as_slice()))
+                    .await;
                 record(&state, call);
                 match after {
                     Fault::ResetAfter => reset(stream),
@@ -510,12 +556,22 @@ async fn serve_connection(
                 let reply = forward(&upstream, &request).await;
                 call.forwarded = true;
                 call.upstream_status = reply.as_ref().map(|r| r.0);
+                // Written down before the reply goes out: once the function
+                // has its answer, its process may be stopped at any moment.
+                upstream
+                    .observe(&call, reply.as_ref().map(|r| r.2.as_slice()))
+                    .await;
                 record(&state, call);
                 match reply {
                     Some((status, headers, body)) => {
                         let head = response_head(status, &headers, body.len());
                         stream.write_all(head.as_bytes()).await.is_ok()
                             && stream.write_all(&body).await.is_ok()
+                    }
+                    None if upstream.recorder.is_some() => {
+                        // Transparent: an unreachable AWS stays unreachable.
+                        reset(stream);
+                        return;
                     }
                     None => {
                         let (content_type, body) =

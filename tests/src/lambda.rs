@@ -32,6 +32,8 @@ use tokio::process::Command;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
+use crate::call_record::{self, CallRecorder};
+use crate::faults::FaultProxy;
 use crate::moto::{ACCOUNT_ID, REGION};
 use crate::process::{isolate, kill_group, random_u64, uuid_like};
 use crate::{HarnessError, target_dir, workspace_root};
@@ -215,10 +217,18 @@ impl LambdaBuilder {
             .map_err(|e| HarnessError(format!("Runtime API address: {e}")))?;
         let server = tokio::spawn(serve_runtime_api(listener, Arc::clone(&shared)));
 
+        let mut env = lambda_env(&self, &binary, runtime_api);
+        let aws_proxies = match record_aws_calls(&self.name, &mut env).await {
+            Ok(proxies) => proxies,
+            Err(err) => {
+                server.abort();
+                return Err(err);
+            }
+        };
         let mut command = Command::new(&binary);
         command
             .env_clear()
-            .envs(lambda_env(&self, &binary, runtime_api))
+            .envs(env)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -265,6 +275,7 @@ impl LambdaBuilder {
             shared,
             status: status_rx,
             server,
+            _aws_proxies: aws_proxies,
         })
     }
 
@@ -342,6 +353,34 @@ fn lambda_env(
     env
 }
 
+/// Points the process's AWS endpoints (`AWS_ENDPOINT_URL` and
+/// `AWS_ENDPOINT_URL_<SERVICE>`, plain http: moto and the harness's proxies)
+/// at recording proxies, so every AWS call of every function process is in
+/// the record of calls ([`crate::call_record`]). HTTPS endpoints (the
+/// trust-store tests' servers) are left alone: they are not AWS.
+async fn record_aws_calls(
+    name: &str,
+    env: &mut [(String, String)],
+) -> Result<Vec<FaultProxy>, HarnessError> {
+    let is_endpoint = |key: &str, value: &str| {
+        (key == "AWS_ENDPOINT_URL" || key.starts_with("AWS_ENDPOINT_URL_"))
+            && value.starts_with("http://")
+    };
+    if !call_record::enabled() || !env.iter().any(|(k, v)| is_endpoint(k, v)) {
+        return Ok(Vec::new());
+    }
+    let recorder = Arc::new(CallRecorder::create(name, env)?);
+    let mut proxies = Vec::new();
+    for (key, value) in env.iter_mut() {
+        if is_endpoint(key, value) {
+            let proxy = FaultProxy::start_recording(value, Arc::clone(&recorder)).await;
+            *value = proxy.endpoint();
+            proxies.push(proxy);
+        }
+    }
+    Ok(proxies)
+}
+
 /// A running function binary with its Runtime API. Killed (with its process
 /// group) on drop.
 pub struct LambdaFunction {
@@ -351,6 +390,9 @@ pub struct LambdaFunction {
     timeout: Duration,
     shared: Arc<Shared>,
     status: watch::Receiver<Status>,
+    /// The recording proxies in front of AWS; they live as long as the
+    /// process.
+    _aws_proxies: Vec<FaultProxy>,
     server: JoinHandle<()>,
 }
 

@@ -10,6 +10,8 @@
 //!   GitHub fakes build on it).
 //! - [`apigw`]: a local API Gateway HTTP API endpoint in front of a function.
 //! - [`faults`]: a fault-injecting proxy between the SDK and moto.
+//! - [`call_record`]: every AWS call of every function process, as IAM would
+//!   authorise it (what `make check-iam` checks against the templates).
 //! - [`fixtures`]: fixture bytes, GitHub signatures, API Gateway and SNS
 //!   events.
 //! - [`local`]: kiln wired together on this machine, as `kiln-local` runs it.
@@ -20,6 +22,7 @@
 
 pub mod apigw;
 pub mod aws;
+pub mod call_record;
 pub mod faults;
 pub mod fixtures;
 pub mod http;
