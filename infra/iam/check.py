@@ -67,11 +67,19 @@ class CheckError(Exception):
 
 @dataclass
 class Grant:
-    """One action pattern on one resource pattern of an Allow statement."""
+    """One action pattern on one resource pattern of an Allow statement;
+    `index` is the resource's position in the statement, which (with the
+    statement's name and the action) identifies the grant across
+    deployments, where the resource itself resolves differently."""
 
     statement: str
     action: str
+    index: int
     resource: str
+
+    @property
+    def key(self) -> tuple[str, str, int]:
+        return (self.statement, self.action, self.index)
 
 
 @dataclass
@@ -92,8 +100,8 @@ class FunctionRole:
             if statement.effect != "Allow" or "NotAction" in statement.body or "NotResource" in statement.body:
                 continue
             for action in _as_list(statement.body.get("Action")):
-                for resource in _as_list(statement.body.get("Resource")):
-                    out.append(Grant(statement.sid, action, resource))
+                for index, resource in enumerate(_as_list(statement.body.get("Resource"))):
+                    out.append(Grant(statement.sid, action, index, resource))
         return out
 
 
@@ -216,15 +224,38 @@ def load_records(directory: Path) -> list[Process]:
 _ARN = re.compile(r"^arn:[^:]*:[^:]*:[^:]*:[^:]*:(?P<type>[^/:]+)[/:](?P<name>.+)$")
 
 
-def links(test_env: dict[str, str], template_env: dict[str, str]) -> dict[str, str | None]:
-    """test value -> template value for each configuration variable both set
-    differently (None where one test value stands for two template values).
-    An ARN's name is linked too (a cluster's ARN names it in its tasks'
-    ARNs)."""
+def _bounded(name: str, text: str) -> bool:
+    """Whether `name` occurs in `text` as a whole, or between ``:``/``/``."""
+    pattern = r"(?:(?<=[:/])|^)" + re.escape(name) + r"(?=$|[:/])"
+    return re.search(pattern, text) is not None
+
+
+def policy_values(statements: list[Statement]) -> list[str]:
+    """Every resource and condition value the statements name."""
+    values: list[str] = []
+    for statement in statements:
+        values += [str(r) for r in _as_list(statement.body.get("Resource"))]
+        values += [str(r) for r in _as_list(statement.body.get("NotResource"))]
+        for block in (statement.body.get("Condition") or {}).values():
+            for condition_values in block.values():
+                values += [str(v) for v in _as_list(condition_values)]
+    return values
+
+
+def links(
+    test_env: dict[str, str], template_env: dict[str, str], named: list[str]
+) -> dict[str, str | None]:
+    """test value -> template value for each configuration variable that
+    names a resource of the role's policies (its template value appears in
+    one of `named`) and that the test set differently; None where one test
+    value stands for two template values. An ARN's name is linked too (a
+    cluster's ARN names it in its tasks' ARNs)."""
     pairs: dict[str, str | None] = {}
 
     def link(test: str, local: str) -> None:
         if not test or test == local:
+            return
+        if not any(_bounded(local, value) for value in named):
             return
         if test in pairs and pairs[test] != local:
             pairs[test] = None
@@ -235,8 +266,13 @@ def links(test_env: dict[str, str], template_env: dict[str, str]) -> dict[str, s
         test = test_env.get(key)
         if test is None:
             continue
-        link(test, local)
         test_arn, local_arn = _ARN.match(test), _ARN.match(local)
+        if test_arn and not local_arn:
+            # The test gave an ARN where the template gives a name (a
+            # cluster, a task definition's family:revision).
+            link(test_arn["name"], local)
+            continue
+        link(test, local)
         if test_arn and local_arn and test_arn["type"] == local_arn["type"]:
             link(test_arn["name"], local_arn["name"])
     return pairs
@@ -255,15 +291,10 @@ def substitute(value: str, pairs: dict[str, str | None]) -> str:
         return value
     resource = head[5]
     for test in sorted(pairs, key=len, reverse=True):
-        if _looks_like_name(test) and test in resource:
+        if _bounded(test, resource):
             pattern = r"(?:(?<=[:/])|^)" + re.escape(test) + r"(?=$|[:/])"
             resource = re.sub(pattern, lambda _: _linked(test, pairs), resource)
     return ":".join(head[:5] + [resource])
-
-
-def _looks_like_name(value: str) -> bool:
-    # Numbers, flags and lists are configuration, not resource names.
-    return len(value) >= 3 and not value.isdigit() and "," not in value and " " not in value
 
 
 def _linked(test: str, pairs: dict[str, str | None]) -> str:
@@ -342,19 +373,18 @@ def check(
             continue
         for role in candidates:
             matched.add((process.function, role.deployment))
-            pairs = links(process.environment, role.environment)
+            pairs = links(process.environment, role.environment, policy_values(role.statements))
             for call in process.calls:
                 _check_call(report, process, role, pairs, call, used, exercised)
 
     for binary, roles in sorted(by_binary.items()):
-        for deployment, role in roles.items():
+        for deployment in roles:
             if (binary, deployment) not in matched:
                 report.problems.append(
                     f"{binary}: no recorded process matches the deployment {deployment!r}, so its "
-                    "grants went unchecked (a test must run the function configured that way)"
+                    "calls went unchecked (a test must run the function configured that way)"
                 )
-                continue
-            _unused_grants(report, binary, role, used, exercised)
+        _unused_grants(report, binary, list(roles.values()), used, exercised)
     return report
 
 
@@ -379,9 +409,10 @@ def _check_call(report, process, role, pairs, call, used, exercised) -> None:
         decision = evaluate(role.statements, Request(action, resource, context))
         if decision.allowed:
             for statement in decision.allowing:
-                for grant in _grants_of(statement):
-                    if action_matches(grant[0], action) and arn_matches(grant[1], resource):
-                        used.add((function, role.deployment, statement.sid, grant[0], grant[1]))
+                for pattern in _as_list(statement.body.get("Action")):
+                    for index, granted in enumerate(_as_list(statement.body.get("Resource"))):
+                        if action_matches(pattern, action) and arn_matches(granted, resource):
+                            used.add((function, statement.sid, pattern, index))
             continue
         key = (function, role.deployment, action, resource, tuple(sorted(context.items())))
         entry = report.denied.setdefault(
@@ -396,27 +427,26 @@ def _check_call(report, process, role, pairs, call, used, exercised) -> None:
         entry["seen"].add(process.path.name)
 
 
-def _grants_of(statement: Statement) -> list[tuple[str, str]]:
-    return [
-        (a, r)
-        for a in _as_list(statement.body.get("Action"))
-        for r in _as_list(statement.body.get("Resource"))
-    ]
-
-
-def _unused_grants(report, binary, role, used, exercised) -> None:
+def _unused_grants(report, binary, roles, used, exercised) -> None:
+    """Grants that no recorded call used under any deployment (a grant is
+    the same statement, action and resource position in each)."""
+    grants: dict[tuple[str, str, int], list[tuple[Grant, FunctionRole]]] = defaultdict(list)
+    for role in roles:
+        for grant in role.grants():
+            grants[grant.key].append((grant, role))
+    role = roles[0]
     marked = {action.lower(): reason for action, reason in role.marked.items()}
-    granted = set()
-    for grant in role.grants():
-        granted.add(grant.action.lower())
-        if (binary, role.deployment, grant.statement, grant.action, grant.resource) in used:
+    granted = {key[1].lower() for key in grants}
+    for key, seen in grants.items():
+        if (binary, *key) in used:
             continue
-        reason = marked.get(grant.action.lower())
-        if reason and (binary, grant.action.lower()) not in exercised:
+        grant = seen[0][0]
+        if marked.get(grant.action.lower()) and (binary, grant.action.lower()) not in exercised:
             continue
+        deployments = ", ".join(repr(r.deployment) for _, r in seen)
         report.unused.append(
             f"{binary}: {role.role} allows {grant.action} on {grant.resource} (statement "
-            f"{grant.statement}, deployment {role.deployment!r}) but no recorded call uses it: "
+            f"{grant.statement}; deployments {deployments}) but no recorded call uses it: "
             f"remove it, or list {grant.action} under Metadata.{MARKER} of {role.logical_id} "
             "with the reason AWS needs it"
         )
@@ -425,8 +455,8 @@ def _unused_grants(report, binary, role, used, exercised) -> None:
             report.problems.append(f"{binary}: {MARKER} {action} gives no reason")
         if action.lower() not in granted:
             report.problems.append(
-                f"{binary}: {MARKER} lists {action}, which {role.role} does not grant "
-                f"(deployment {role.deployment!r}): remove it from the list"
+                f"{binary}: {MARKER} lists {action}, which {role.role} does not grant: remove it "
+                "from the list"
             )
         elif (binary, action.lower()) in exercised:
             report.problems.append(
@@ -466,8 +496,12 @@ def load_templates(directory: Path | None) -> dict[str, dict[str, Any]]:
     names = [n for n in yaml.safe_load(DEPLOYMENTS.read_text())]
     if directory is not None:
         return {n: json.loads((directory / f"{Path(n).stem}.json").read_text()) for n in names}
+    import logging
+
     import sam_transform
 
+    # The translator's own usage metrics, printed when it is run as a library.
+    logging.getLogger("samtranslator").setLevel(logging.ERROR)
     return {n: sam_transform.transformed(n) for n in names}
 
 

@@ -412,6 +412,70 @@ async fn with_a_threshold_of_three_the_third_crash_acts() {
     );
 }
 
+/// The same count through the real binary, against moto: with a threshold
+/// above one the watchdog reads the group's stopped tasks (ListTasks,
+/// DescribeTasks) and, for a task whose containers disagree, its task
+/// definition (DescribeTaskDefinition), with the calls its role must allow.
+/// moto's stopped tasks carry no stop code, so the earlier one does not
+/// count and the crash stays below the threshold.
+#[tokio::test]
+async fn with_a_threshold_the_binary_reads_the_task_history_from_ecs() {
+    let stack = Stack::start(0, 1).await;
+    let ecs = stack.aws.create_ecs("apps", "app").await;
+    let earlier = stack
+        .aws
+        .ecs
+        .run_task()
+        .cluster(&ecs.cluster_name)
+        .task_definition(&ecs.task_definition_arn)
+        .launch_type(aws_sdk_ecs::types::LaunchType::Fargate)
+        .network_configuration(ecs.network_configuration())
+        .send()
+        .await
+        .unwrap();
+    let earlier_arn = earlier.tasks()[0].task_arn().unwrap().to_string();
+    stack
+        .aws
+        .ecs
+        .stop_task()
+        .cluster(&ecs.cluster_name)
+        .task(&earlier_arn)
+        .send()
+        .await
+        .unwrap();
+
+    let task = format!(
+        "{}/0123456789abcdef0123456789abcdef",
+        ecs.cluster_arn.replace(":cluster/", ":task/")
+    );
+    let mut event = fixture_json(CRASH);
+    let detail = &mut event["detail"];
+    detail["clusterArn"] = ecs.cluster_arn.clone().into();
+    detail["taskArn"] = task.clone().into();
+    detail["taskDefinitionArn"] = ecs.task_definition_arn.clone().into();
+    detail["group"] = "family:app".into();
+    // One container failed, one did not: which is essential is only in the
+    // task definition.
+    let mut sidecar = detail["containers"][0].clone();
+    sidecar["name"] = "sidecar".into();
+    sidecar["exitCode"] = 0.into();
+    detail["containers"][0]["name"] = "app".into();
+    detail["containers"].as_array_mut().unwrap().push(sidecar);
+    event["resources"] = json!([task]);
+
+    let function = stack
+        .function(&[
+            ("CLUSTER_ARN", ecs.cluster_arn.as_str()),
+            ("CRASH_LOOP_THRESHOLD", "3"),
+        ])
+        .await;
+    let response = function.invoke(event).await.unwrap();
+    assert_eq!(response["action"], "below_threshold", "{response}");
+    assert_eq!(response["crashes"], 1, "{response}");
+    assert_eq!(stack.capacity().await, capacity(0, 1));
+    stack.alerts.expect_none().await;
+}
+
 fn task_arn(id: &str) -> String {
     format!("arn:aws:ecs:us-west-2:111122223333:task/FargateCluster/{id}")
 }
