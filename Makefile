@@ -181,6 +181,10 @@ SAM_CONFIG := --config-file samconfig.toml --config-env $(ENV)
 check-templates: $(VENV_INFRA)/.installed $(VENV_CHECKOV)/.installed ## Template checks: cfn-lint, sam validate --lint, offline transform, checkov, template tests
 	tools/check-templates.sh
 
+.PHONY: checkov
+checkov: $(VENV_INFRA)/.installed $(VENV_CHECKOV)/.installed ## checkov alone, offline, on the transformed templates (also part of check-templates)
+	tools/checkov.sh
+
 .PHONY: sam-build
 sam-build: $(VENV)/.installed $(VENV_INFRA)/.installed rustup-arm64 ## sam build: the four functions via cargo-lambda and zig (infra/.aws-sam)
 	cd infra && $(SAM) build --template template.yaml
