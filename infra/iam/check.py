@@ -93,6 +93,9 @@ class FunctionRole:
     statements: list[Statement]
     environment: dict[str, str]
     marked: dict[str, str]
+    # The resources and condition values the role names, as the template
+    # has it (before any --drop): what links the test's resources.
+    named: list[str] = field(default_factory=list)
 
     def grants(self) -> list[Grant]:
         out = []
@@ -164,14 +167,16 @@ def function_roles(
             raise CheckError(f"{name}: {logical_id}'s Role is not a role of the template: {role_ref}")
         role_id = role_ref["Fn::GetAtt"][0]
         variables = resolver.value((props.get("Environment") or {}).get("Variables") or {})
+        statements = role_statements(resolver, template["Resources"][role_id])
         out[binary] = FunctionRole(
             template=name,
             deployment=deployment["name"],
             logical_id=logical_id,
             role=role_id,
-            statements=role_statements(resolver, template["Resources"][role_id]),
+            statements=statements,
             environment={k: str(v) for k, v in variables.items()},
             marked=dict(metadata.get(MARKER) or {}),
+            named=policy_values(statements),
         )
     return out
 
@@ -208,7 +213,14 @@ class Process:
 def load_records(directory: Path) -> list[Process]:
     processes = []
     for path in sorted(directory.glob("*.jsonl")):
-        lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        lines = []
+        for number, line in enumerate(path.read_text().splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                lines.append(json.loads(line))
+            except json.JSONDecodeError as err:
+                raise CheckError(f"{path}:{number}: not a JSON record ({err}): record the calls again") from err
         if not lines or lines[0].get("record") != "process":
             raise CheckError(f"{path}: does not start with a process record")
         header = lines[0]
@@ -373,7 +385,7 @@ def check(
             continue
         for role in candidates:
             matched.add((process.function, role.deployment))
-            pairs = links(process.environment, role.environment, policy_values(role.statements))
+            pairs = links(process.environment, role.environment, role.named)
             for call in process.calls:
                 _check_call(report, process, role, pairs, call, used, exercised)
 

@@ -200,13 +200,13 @@ impl CallRecorder {
                 vec![line]
             }
         };
-        if let Ok(mut file) = self.file.lock() {
-            for line in lines {
-                // A lost line would hide a call from the check: fail loudly.
-                if let Err(err) = writeln!(file, "{line}") {
-                    panic!("writing the call record of {}: {err}", self.function);
-                }
-            }
+        // One write per call, so a test process that dies leaves whole lines.
+        let text: String = lines.iter().map(|line| format!("{line}\n")).collect();
+        if let Ok(mut file) = self.file.lock()
+            && let Err(err) = file.write_all(text.as_bytes())
+        {
+            // A lost line would hide a call from the check: fail loudly.
+            panic!("writing the call record of {}: {err}", self.function);
         }
     }
 }
