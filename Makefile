@@ -95,7 +95,7 @@ fuzz: ## Fuzz each parser and renderer for FUZZ_SECONDS seconds (default 60): ma
 	done
 
 .PHONY: test
-test: lint $(VENV)/.installed check-templates ## Everything: lint, unit, integration and end-to-end tests, template checks, check-iam
+test: lint check-local-build $(VENV)/.installed check-templates ## Everything: lint, unit, integration and end-to-end tests, template checks, check-iam
 	@# The function binaries the integration tests run, built with the tests'
 	@# own feature resolution so nothing is compiled twice.
 	cargo build --workspace --bins --tests
@@ -131,20 +131,34 @@ check-iam: $(VENV)/.installed $(VENV_INFRA)/.installed ## Every recorded AWS cal
 	@# of the templates against this record (skipped when IAM_DROP is given).
 	$(if $(IAM_DROP),,KILN_CALL_RECORD_DIR=$(IAM_CALLS) $(VENV_INFRA)/bin/python -m pytest infra/iam/tests -q -p no:cacheprovider)
 
-# `make run` and `make dev`: one release build of the four functions and
-# of kiln-local together (one feature resolution, nothing built twice);
-# kiln-local finds the function binaries next to itself.
-LOCAL_BUILD := cargo build --release $(addprefix -p ,$(FUNCTIONS)) -p kiln-tests --bins
+# The Lambda zips: the four function crates and nothing else in the
+# invocation, so their features resolve as they ship.
+LAMBDA_BUILD := cargo lambda build --release --arm64 --output-format zip $(addprefix -p ,$(FUNCTIONS))
+
+# `make run` and `make dev` run the functions as the zips build them: the
+# same crates and features, only the profile (`local`, built for a short
+# edit-run loop, in target/local) and the target differ; check-local-build
+# fails if that stops being true. kiln-local, the harness that drives them,
+# is a second invocation, so its features (test servers, moto clients)
+# never reach a function. It finds the function binaries next to itself.
+LOCAL_FUNCTIONS_BUILD := cargo build --profile local $(addprefix -p ,$(FUNCTIONS))
+LOCAL_HARNESS_BUILD   := cargo build --profile local -p kiln-tests --bin kiln-local
 
 .PHONY: run
 run: $(VENV)/.installed ## Run kiln locally on an emulated AWS: a scripted demo and a summary (exit 1 if a step fails)
-	$(LOCAL_BUILD)
-	$(CARGO_TARGET_DIR)/release/kiln-local run
+	$(LOCAL_FUNCTIONS_BUILD)
+	$(LOCAL_HARNESS_BUILD)
+	$(CARGO_TARGET_DIR)/local/kiln-local run
 
 .PHONY: dev
 dev: $(VENV)/.installed ## Start kiln locally and leave it running: webhook URL, secret and a signed curl (Ctrl-C stops it)
-	$(LOCAL_BUILD)
-	$(CARGO_TARGET_DIR)/release/kiln-local dev
+	$(LOCAL_FUNCTIONS_BUILD)
+	$(LOCAL_HARNESS_BUILD)
+	$(CARGO_TARGET_DIR)/local/kiln-local dev
+
+.PHONY: check-local-build
+check-local-build: ## Check that make run's function binaries have the Lambda zips' crates and features
+	tools/check-local-build.sh "$(LAMBDA_BUILD)" "$(LOCAL_FUNCTIONS_BUILD)"
 
 .PHONY: rustup-arm64
 rustup-arm64:
@@ -154,7 +168,7 @@ rustup-arm64:
 
 .PHONY: build
 build: $(VENV)/.installed rustup-arm64 ## Build the four arm64 Lambda zips (target/lambda/<function>/bootstrap.zip)
-	cargo lambda build --release --arm64 --output-format zip $(addprefix -p ,$(FUNCTIONS))
+	$(LAMBDA_BUILD)
 	@for f in $(FUNCTIONS); do ls -l $(CARGO_TARGET_DIR)/lambda/$$f/bootstrap.zip; done
 
 # Benchmarks, never part of `make test`: each function's host release binary
