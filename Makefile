@@ -144,16 +144,21 @@ LAMBDA_BUILD := cargo lambda build --release --arm64 --output-format zip $(addpr
 LOCAL_FUNCTIONS_BUILD := cargo build --profile local $(addprefix -p ,$(FUNCTIONS))
 LOCAL_HARNESS_BUILD   := cargo build --profile local -p kiln-tests --bin kiln-local
 
-.PHONY: run
-run: $(VENV)/.installed ## Run kiln locally on an emulated AWS: a scripted demo and a summary (exit 1 if a step fails)
+.PHONY: local-build
+local-build:
 	$(LOCAL_FUNCTIONS_BUILD)
 	$(LOCAL_HARNESS_BUILD)
+
+# On a fresh clone the venv (mostly downloads) is installed while cargo
+# builds.
+.PHONY: run
+run: ## Run kiln locally on an emulated AWS: a scripted demo and a summary (exit 1 if a step fails)
+	@$(MAKE) --no-print-directory -j2 $(VENV)/.installed local-build
 	$(CARGO_TARGET_DIR)/local/kiln-local run
 
 .PHONY: dev
-dev: $(VENV)/.installed ## Start kiln locally and leave it running: webhook URL, secret and a signed curl (Ctrl-C stops it)
-	$(LOCAL_FUNCTIONS_BUILD)
-	$(LOCAL_HARNESS_BUILD)
+dev: ## Start kiln locally and leave it running: webhook URL, secret and a signed curl (Ctrl-C stops it)
+	@$(MAKE) --no-print-directory -j2 $(VENV)/.installed local-build
 	$(CARGO_TARGET_DIR)/local/kiln-local dev
 
 .PHONY: check-local-build
