@@ -28,6 +28,20 @@ for file in "$fixtures"/github/*/*.json; do
   done
 done
 
+# github_payload with DEPLOY_PATHS from the input (selector bit 0x40):
+# `<selector><DEPLOY_PATHS>\n<body>`, valid and malformed values.
+paths_values=(
+  'production=infra/**,services/api/**;staging=**'
+  'staging=**/*.rs,!docs/**'
+  'production=**.md'
+  'production=README.md;production=docs/**'
+)
+for i in "${!paths_values[@]}"; do
+  for file in "$fixtures"/github/push/*.json; do
+    { printf '\x40%s\n' "${paths_values[$i]}"; cat "$file"; } > "seeds/github_payload/paths-$i-$(basename "$file")"
+  done
+done
+
 # Signature headers: GitHub's documented vector and near misses.
 sig=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17
 printf 'sha256=%s' "$sig" > seeds/signature_header/valid

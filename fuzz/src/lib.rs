@@ -19,10 +19,26 @@ pub const TOPIC_ARN: &str = "arn:aws:sns:us-east-1:123456789012:kiln-deploy.fifo
 /// The environments the fuzzed configuration deploys to.
 pub const ENVIRONMENTS: [&str; 2] = ["production", "staging"];
 
+/// The path filters of the fuzzed configuration: `production` deploys on
+/// infrastructure or API changes, `staging` on any Rust file outside docs.
+pub const DEPLOY_PATHS: &str = "production=infra/**,services/api/**;staging=**/*.rs,!docs/**";
+
 /// deploy-trigger's configuration for fuzzing: branch and tag rules that the
-/// fixtures match, and either any repository or an allowlist.
+/// fixtures match, path filters, and either any repository or an allowlist.
 pub fn trigger_config(restricted: bool) -> deploy_trigger::Config {
+    match trigger_config_with_paths(restricted, DEPLOY_PATHS) {
+        Ok(config) => config,
+        Err(e) => panic!("fuzz configuration: {e}"),
+    }
+}
+
+/// The fuzzed configuration with another `DEPLOY_PATHS` value.
+pub fn trigger_config_with_paths(
+    restricted: bool,
+    deploy_paths: &str,
+) -> Result<deploy_trigger::Config, kiln::ConfigError> {
     let mut pairs = vec![
+        ("DEPLOY_PATHS", deploy_paths),
         ("WEBHOOK_SECRET_ARN", SECRET_ARN),
         ("DEPLOY_TOPIC_ARN", TOPIC_ARN),
         (
@@ -34,8 +50,5 @@ pub fn trigger_config(restricted: bool) -> deploy_trigger::Config {
     if restricted {
         pairs.push(("ALLOWED_REPOSITORIES", "Codertocat/*,octo-org/Hello-World"));
     }
-    match deploy_trigger::Config::from_env(&kiln::Env::from_pairs(pairs)) {
-        Ok(config) => config,
-        Err(e) => panic!("fuzz configuration: {e}"),
-    }
+    deploy_trigger::Config::from_env(&kiln::Env::from_pairs(pairs))
 }

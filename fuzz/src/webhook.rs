@@ -105,6 +105,13 @@ pub fn check(flags: Flags, event: &[u8], payload: &[u8]) {
         assert_eq!(status, 200);
         assert!(reply["message_id"].is_string());
     }
+    if reply["status"] == "skipped" {
+        assert_eq!(status, 202);
+        assert!(
+            reply["rule"] == "skip-marker" || reply["rule"] == "path-filter",
+            "{body}"
+        );
+    }
     if !flags.signed() {
         assert!(status >= 400, "an unsigned request got {status}: {body}");
     }

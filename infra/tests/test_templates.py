@@ -7,6 +7,7 @@ from __future__ import annotations
 import itertools
 import json
 import re
+import sys
 try:
     import tomllib
 except ModuleNotFoundError:  # Python 3.10 (SAM CLI's minimum): same loads()
@@ -36,7 +37,7 @@ from conftest import (
 ENV_CONTRACT = {
     "deploy-trigger": (
         {"WEBHOOK_SECRET_ARN", "DEPLOY_TOPIC_ARN"},
-        {"DEPLOY_BRANCHES", "DEPLOY_TAGS", "ALLOWED_REPOSITORIES"},
+        {"DEPLOY_BRANCHES", "DEPLOY_TAGS", "DEPLOY_PATHS", "ALLOWED_REPOSITORIES"},
     ),
     "deploy-exec": (
         {"CLUSTER", "TASK_DEFINITION", "CONTAINER_NAME", "SUBNETS", "SECURITY_GROUPS"},
@@ -68,7 +69,7 @@ STAR_RESOURCE_ACTIONS = {
     "ecs:DescribeTaskDefinition",
 }
 
-KILN_METRICS = {"DeploysRequested", "DeploysStarted", "DeploysFinished", "ScaleDowns", "SlackDeliveries"}
+KILN_METRICS = {"DeploysRequested", "DeploysSkipped", "DeploysStarted", "DeploysFinished", "ScaleDowns", "SlackDeliveries"}
 
 
 def env_of(fn):
@@ -391,6 +392,53 @@ def test_environment_variables_match_each_function_contract():
             # A required variable is never left out by a condition.
             value = env_of(fn)[var]
             assert {"Ref": "AWS::NoValue"} not in list(walk(value)), (name, var)
+
+
+def test_deploy_paths_default_to_no_filter_and_reach_deploy_trigger_only_when_set():
+    root = raw("template.yaml")
+    assert root["Parameters"]["DeployPaths"]["Default"] == ""
+    assert "DEPLOY_PATHS" in root["Parameters"]["DeployPaths"]["Description"]
+    (app,) = (a for a in resources(root, "AWS::Serverless::Application").values() if a["Properties"]["Location"] == "./deploy-pipeline.yaml")
+    assert app["Properties"]["Parameters"]["DeployPaths"] == {"Ref": "DeployPaths"}
+    pipeline = raw("deploy-pipeline.yaml")
+    assert pipeline["Parameters"]["DeployPaths"]["Default"] == ""
+    _, fn = by_binary()["deploy-trigger"]
+    # Empty leaves the variable out, so an unset DEPLOY_PATHS behaves as before.
+    condition, value, otherwise = env_of(fn)["DEPLOY_PATHS"]["Fn::If"]
+    assert (value, otherwise) == ({"Ref": "DeployPaths"}, {"Ref": "AWS::NoValue"})
+    assert pipeline["Conditions"][condition] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "DeployPaths"}, ""]}]}
+
+
+def samconfig_deploy_paths_examples():
+    """The commented DeployPaths examples in samconfig.toml, per environment."""
+    examples = {}
+    env = None
+    for line in (INFRA / "samconfig.toml").read_text().splitlines():
+        section = re.match(r"\[(\w+)\.deploy\.parameters\]", line)
+        if section:
+            env = section.group(1)
+        example = re.match(r'\s*# ("DeployPaths=.*"),$', line)
+        if example:
+            examples[env] = example.group(1)
+    return examples
+
+
+def test_samconfig_shows_a_deploy_paths_example_per_environment_that_sam_reads():
+    sys.path.insert(0, str(INFRA))
+    import plan
+
+    examples = samconfig_deploy_paths_examples()
+    assert set(examples) == {"dev", "staging", "production"}
+    # The syntax checked here is DEPLOY_PATHS's outer shape; deploy-trigger's
+    # own tests parse these same lines with its parser.
+    entry = re.compile(r"^[A-Za-z0-9._-]{1,64}=[^;,]+(,[^;,]+)*$")
+    for env, example in examples.items():
+        overrides = plan.parse_overrides([example.strip('"')])
+        value = overrides["DeployPaths"]
+        assert list(overrides) == ["DeployPaths"], env
+        assert all(entry.match(e) for e in value.split(";")), (env, value)
+        # Each example filters the environment that samconfig section deploys.
+        assert {e.split("=", 1)[0] for e in value.split(";")} == {env}, (env, value)
 
 
 def test_deploy_exec_gets_a_launch_type_or_a_capacity_provider_never_both():

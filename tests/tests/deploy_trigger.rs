@@ -12,7 +12,9 @@ use kiln::sns::SnsPublisher;
 use kiln::{DeployEvent, DeployRequest, Env, Metrics, SecretCache};
 use kiln_tests::aws::{Aws, SnsQueue};
 use kiln_tests::faults::{Fault, FaultPlan, FaultProxy};
-use kiln_tests::fixtures::{apigw_v2_event, fixture_bytes, github_headers, github_webhook_event};
+use kiln_tests::fixtures::{
+    apigw_v2_event, fixture_bytes, fixture_json, github_headers, github_webhook_event,
+};
 use kiln_tests::lambda::LambdaFunction;
 use kiln_tests::moto::Moto;
 use lambda_http::Body;
@@ -57,6 +59,21 @@ impl Stack {
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect()
+    }
+
+    /// [`Stack::deps`] with some variables set differently.
+    async fn deps_overriding(
+        &self,
+        overrides: &[(&str, &str)],
+    ) -> Deps<SecretsManagerFetcher, SnsPublisher> {
+        let mut env = self.env();
+        for (name, value) in overrides {
+            env.retain(|(n, _)| n != name);
+            env.push((name.to_string(), value.to_string()));
+        }
+        let mut deps = self.deps(Duration::from_secs(300)).await;
+        deps.config = Config::from_env(&Env::from_pairs(env)).unwrap();
+        deps
     }
 
     /// The handler's dependencies, wired to moto as `main.rs` wires them to
@@ -581,6 +598,308 @@ async fn the_real_binary_answers_through_the_lambda_runtime() {
     let failure = function.expect_init_failure(Duration::from_secs(30)).await;
     assert!(
         failure.stderr.contains("DEPLOY_BRANCHES is malformed"),
+        "{failure}"
+    );
+}
+
+/// A commit of the new-branch push fixture with chosen files and message.
+fn commit(template: &Value, id: usize, message: &str, files: [&[&str]; 3]) -> Value {
+    let mut commit = template.clone();
+    commit["id"] = Value::String(format!("{id:040x}"));
+    commit["message"] = Value::String(message.to_string());
+    for (list, files) in ["added", "modified", "removed"].iter().zip(files) {
+        commit[*list] = serde_json::json!(files);
+    }
+    commit
+}
+
+/// A fixture push edited by `edit`, re-serialised: the bytes that are then
+/// signed and sent. `edit` also gets a commit to copy.
+fn edited_push(fixture: &str, edit: impl FnOnce(&mut Value, &Value)) -> Vec<u8> {
+    let mut push = fixture_json(fixture);
+    let template = fixture_json("github/push/with-new-branch.payload.json")["commits"][0].clone();
+    // An ordinary push to an existing branch unless the case says otherwise.
+    push["created"] = Value::Bool(false);
+    push["forced"] = Value::Bool(false);
+    edit(&mut push, &template);
+    serde_json::to_vec(&push).unwrap()
+}
+
+/// `commits` set to these commits, and `head_commit` to the last of them.
+fn with_commits(push: &mut Value, commits: Vec<Value>) {
+    push["head_commit"] = commits.last().cloned().unwrap_or(Value::Null);
+    push["commits"] = Value::Array(commits);
+}
+
+/// One commit changing these files.
+fn one_commit(
+    message: &str,
+    added: &'static [&'static str],
+    modified: &'static [&'static str],
+    removed: &'static [&'static str],
+) -> impl FnOnce(&mut Value, &Value) {
+    let message = message.to_string();
+    move |push, template| {
+        with_commits(
+            push,
+            vec![commit(template, 1, &message, [added, modified, removed])],
+        )
+    }
+}
+
+/// `[skip deploy]` in mixed case: `[SkIp dEpLoY]`.
+fn mixed_case(marker: &str) -> String {
+    marker
+        .chars()
+        .enumerate()
+        .map(|(i, c)| {
+            if i % 2 == 1 {
+                c.to_ascii_uppercase()
+            } else {
+                c
+            }
+        })
+        .collect()
+}
+
+/// What a delivery must lead to.
+enum Expect {
+    /// 200 and exactly one deploy request, for this environment.
+    Deploy(&'static str),
+    /// 202 for this rule with this reason, and nothing published.
+    Skip(&'static str, String),
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn path_filters_and_skip_markers_decide_which_pushes_deploy() {
+    let stack = Stack::start().await;
+    let deps = stack
+        .deps_overriding(&[
+            ("DEPLOY_BRANCHES", "master=production,develop=staging"),
+            ("DEPLOY_TAGS", "simple-*=production"),
+            ("DEPLOY_PATHS", "production=infra/**,services/api/**"),
+        ])
+        .await;
+    const PUSH: &str = "github/push/with-new-branch.payload.json";
+    const TAG: &str = "github/push/ghes-push.json";
+    let docs_only = || one_commit("Docs", &[], &["README.md"], &[]);
+    let infra_with = |message: String| one_commit(&message, &[], &["infra/template.yaml"], &[]);
+
+    let mut cases: Vec<(String, &str, Vec<u8>, Expect)> = vec![
+        (
+            "a match in added".into(),
+            "push",
+            edited_push(PUSH, one_commit("Add", &["infra/new.yaml"], &[], &[])),
+            Expect::Deploy("production"),
+        ),
+        (
+            "a match in modified".into(),
+            "push",
+            edited_push(
+                PUSH,
+                one_commit("Edit", &["README.md"], &["services/api/src/main.rs"], &[]),
+            ),
+            Expect::Deploy("production"),
+        ),
+        (
+            "a match in removed".into(),
+            "push",
+            edited_push(
+                PUSH,
+                one_commit("Remove", &[], &["README.md"], &["infra/old.yaml"]),
+            ),
+            Expect::Deploy("production"),
+        ),
+        (
+            "a match only in an earlier commit".into(),
+            "push",
+            edited_push(PUSH, |push, template| {
+                let api: [&[&str]; 3] = [&[], &["services/api/lib.rs"], &[]];
+                let docs: [&[&str]; 3] = [&["docs/a b.md"], &["README.md"], &[]];
+                with_commits(
+                    push,
+                    vec![
+                        commit(template, 1, "API", api),
+                        commit(template, 2, "Docs", docs),
+                    ],
+                )
+            }),
+            Expect::Deploy("production"),
+        ),
+        (
+            "no match".into(),
+            "push",
+            edited_push(PUSH, |push, template| {
+                let first: [&[&str]; 3] = [&["docs/é.md"], &["README.md"], &[]];
+                let second: [&[&str]; 3] = [&[], &["README.md"], &["infrastructure/x"]];
+                with_commits(
+                    push,
+                    vec![
+                        commit(template, 1, "Docs", first),
+                        commit(template, 2, "More", second),
+                    ],
+                )
+            }),
+            Expect::Skip(
+                "path-filter",
+                "no changed file matches DEPLOY_PATHS for production (3 changed files checked)"
+                    .into(),
+            ),
+        ),
+        (
+            "an environment without globs".into(),
+            "push",
+            edited_push(PUSH, |push, template| {
+                push["ref"] = Value::String("refs/heads/develop".into());
+                docs_only()(push, template);
+            }),
+            Expect::Deploy("staging"),
+        ),
+        (
+            "[skip ci] is not a skip marker".into(),
+            "push",
+            edited_push(PUSH, infra_with("Rebuild the stack [skip ci]".into())),
+            Expect::Deploy("production"),
+        ),
+        (
+            "no commits listed: a new branch at an existing commit".into(),
+            "push",
+            edited_push(PUSH, |push, _| {
+                push["created"] = Value::Bool(true);
+                push["commits"] = serde_json::json!([]);
+            }),
+            Expect::Deploy("production"),
+        ),
+        (
+            "no commits listed: a force push back to an earlier commit".into(),
+            "push",
+            edited_push(PUSH, |push, _| {
+                push["forced"] = Value::Bool(true);
+                push["commits"] = serde_json::json!([]);
+            }),
+            Expect::Deploy("production"),
+        ),
+        (
+            "a force push whose listed files do not match".into(),
+            "push",
+            edited_push(PUSH, |push, template| {
+                push["forced"] = Value::Bool(true);
+                docs_only()(push, template);
+            }),
+            Expect::Deploy("production"),
+        ),
+        (
+            "a capped commits array".into(),
+            "push",
+            edited_push(PUSH, |push, template| {
+                let docs: [&[&str]; 3] = [&[], &["README.md"], &[]];
+                let commits = (0..2048)
+                    .map(|n| commit(template, n, "Docs", docs))
+                    .collect();
+                with_commits(push, commits);
+            }),
+            Expect::Deploy("production"),
+        ),
+        (
+            "a commit at the per-commit file cap".into(),
+            "push",
+            edited_push(PUSH, |push, template| {
+                let mut capped = commit(template, 1, "Docs", [&[], &[], &[]]);
+                capped["modified"] = (0..3000).map(|n| format!("docs/{n}.md")).collect();
+                with_commits(push, vec![capped]);
+            }),
+            Expect::Deploy("production"),
+        ),
+        (
+            "a tag push is never path-filtered".into(),
+            "push",
+            edited_push(TAG, |push, template| docs_only()(push, template)),
+            Expect::Deploy("production"),
+        ),
+        (
+            "a deployment event is an explicit request".into(),
+            "deployment",
+            fixture_bytes("github/deployment/payload.json"),
+            Expect::Deploy("production"),
+        ),
+    ];
+    for marker in deploy_trigger::skip::SKIP_MARKERS {
+        for written in [marker.to_uppercase(), mixed_case(marker)] {
+            cases.push((
+                format!("the skip marker {written}"),
+                "push",
+                edited_push(PUSH, infra_with(format!("Tidy up\n\nSee notes. {written}"))),
+                Expect::Skip(
+                    "skip-marker",
+                    format!("the head commit's message carries the skip marker {marker}"),
+                ),
+            ));
+        }
+    }
+
+    let mut skipped = std::collections::BTreeMap::new();
+    for (n, (case, event, body, expect)) in cases.into_iter().enumerate() {
+        let delivery_id = delivery(100 + n);
+        let headers = github_headers(event, &delivery_id, SECRET, &body);
+        let (status, reply) = send(&deps, &apigw_v2_event(headers, &body, false)).await;
+        assert_eq!(reply["delivery_id"], delivery_id.as_str(), "{case}");
+        match expect {
+            Expect::Deploy(environment) => {
+                assert_eq!(
+                    (status, reply["status"].as_str()),
+                    (200, Some("queued")),
+                    "{case}: {reply}"
+                );
+                assert_eq!(reply["environment"], environment, "{case}");
+                assert!(
+                    reply.get("reason").is_none() && reply.get("rule").is_none(),
+                    "{case}: {reply}"
+                );
+                let envelope = stack.deploys.expect_one().await;
+                assert_eq!(reply["message_id"], envelope.message_id.as_str(), "{case}");
+                let request = DeployRequest::from_json(&envelope.message).unwrap();
+                assert_eq!(request.delivery_id, delivery_id, "{case}");
+                assert_eq!(request.environment, environment, "{case}");
+            }
+            Expect::Skip(rule, reason) => {
+                assert_eq!(
+                    (status, reply["status"].as_str()),
+                    (202, Some("skipped")),
+                    "{case}: {reply}"
+                );
+                assert_eq!(reply["reason"], reason.as_str(), "{case}");
+                assert_eq!(reply["rule"], rule, "{case}");
+                assert_eq!(reply["environment"], "production", "{case}");
+                stack.deploys.expect_none().await;
+                *skipped.entry(rule).or_insert(0.0) += 1.0;
+            }
+        }
+    }
+    assert_eq!(skipped.get("skip-marker"), Some(&6.0));
+    assert_eq!(skipped.get("path-filter"), Some(&1.0));
+    let metrics = &deps.metrics;
+    for (rule, count) in skipped {
+        assert_eq!(
+            metrics.total_by("DeploysSkipped", "Rule", rule),
+            count,
+            "{rule}"
+        );
+    }
+    assert_eq!(metrics.total("DeploysSkipped"), 7.0);
+    assert_eq!(metrics.total("WebhooksIgnored"), 0.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_deploy_paths_stops_the_init_phase() {
+    let stack = Stack::start().await;
+    let mut env = stack.moto.child_env();
+    env.extend(stack.env());
+    env.push(("DEPLOY_PATHS".into(), "production=**.md".into()));
+    let function = Arc::new(LambdaFunction::start("deploy-trigger", env).await);
+    let failure = function.expect_init_failure(Duration::from_secs(30)).await;
+    assert!(
+        failure.stderr.contains("DEPLOY_PATHS is malformed")
+            && failure.stderr.contains("`**` must be a whole path segment"),
         "{failure}"
     );
 }

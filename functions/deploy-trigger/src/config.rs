@@ -6,6 +6,7 @@
 
 use kiln::{ConfigError, Env};
 
+use crate::paths::DeployPaths;
 use crate::routing::{RefRules, RepositoryAllowlist, Routes};
 
 pub const WEBHOOK_SECRET_ARN: &str = "WEBHOOK_SECRET_ARN";
@@ -13,6 +14,7 @@ pub const DEPLOY_TOPIC_ARN: &str = "DEPLOY_TOPIC_ARN";
 pub const DEPLOY_BRANCHES: &str = "DEPLOY_BRANCHES";
 pub const DEPLOY_TAGS: &str = "DEPLOY_TAGS";
 pub const ALLOWED_REPOSITORIES: &str = "ALLOWED_REPOSITORIES";
+pub const DEPLOY_PATHS: &str = "DEPLOY_PATHS";
 
 /// The branch rules when `DEPLOY_BRANCHES` is unset.
 pub const DEFAULT_BRANCHES: &str = "main=production";
@@ -24,6 +26,8 @@ pub const NO_RULES: &str = "none";
 const RULES_EXPECTED: &str =
     "comma-separated pattern=environment rules (a pattern may end in *), or `none`";
 
+const PATHS_EXPECTED: &str = "environment=glob[,glob...] entries separated by `;`, e.g. production=infra/**,services/api/**;staging=**";
+
 #[derive(Debug, Clone)]
 pub struct Config {
     /// The Secrets Manager secret holding the webhook secret as plain text.
@@ -32,6 +36,8 @@ pub struct Config {
     pub deploy_topic_arn: String,
     pub routes: Routes,
     pub allowed_repositories: RepositoryAllowlist,
+    /// Per-environment path filters for branch pushes.
+    pub deploy_paths: DeployPaths,
 }
 
 impl Config {
@@ -54,13 +60,49 @@ impl Config {
                 )
             })?
         };
+        let deploy_paths = deploy_paths(env, &branches)?;
         Ok(Config {
             webhook_secret_arn,
             deploy_topic_arn,
             routes: Routes { branches, tags },
             allowed_repositories,
+            deploy_paths,
         })
     }
+}
+
+/// `DEPLOY_PATHS`, whose environments must be ones a branch rule deploys
+/// to: path filters apply only to branch pushes, so any other name is a
+/// typo that would quietly filter nothing.
+fn deploy_paths(env: &Env, branches: &RefRules) -> Result<DeployPaths, ConfigError> {
+    let paths = env
+        .parse_optional(DEPLOY_PATHS, |raw| {
+            DeployPaths::parse(raw).map_err(|why| format!("{PATHS_EXPECTED} ({why})"))
+        })?
+        .unwrap_or_default();
+    if let Some(unknown) = paths
+        .environments()
+        .find(|name| !branches.environments().any(|known| known == *name))
+    {
+        let mut known: Vec<&str> = Vec::new();
+        for name in branches.environments() {
+            if !known.contains(&name) {
+                known.push(name);
+            }
+        }
+        return Err(ConfigError::Conflict {
+            variables: format!("{DEPLOY_PATHS} and {DEPLOY_BRANCHES}"),
+            reason: format!(
+                "{DEPLOY_PATHS} lists environment {unknown}, which no {DEPLOY_BRANCHES} rule deploys to (they deploy to: {}); path filters apply to branch pushes only",
+                if known.is_empty() {
+                    "none".to_string()
+                } else {
+                    known.join(", ")
+                }
+            ),
+        });
+    }
+    Ok(paths)
 }
 
 fn rules(
@@ -106,6 +148,51 @@ mod tests {
         );
         assert!(config.routes.tags.is_empty());
         assert!(!config.allowed_repositories.is_restricted());
+        assert!(config.deploy_paths.is_empty());
+    }
+
+    #[test]
+    fn deploy_paths_are_read_per_environment() {
+        let config = Config::from_env(&env(&[
+            (DEPLOY_BRANCHES, "main=production,release/*=staging"),
+            (
+                DEPLOY_PATHS,
+                "production=infra/**,services/api/**;staging=**",
+            ),
+        ]))
+        .unwrap();
+        let production = config.deploy_paths.for_environment("production").unwrap();
+        assert!(production.deciding_glob("services/api/main.rs").is_some());
+        assert!(production.deciding_glob("README.md").is_none());
+        assert!(config.deploy_paths.for_environment("staging").is_some());
+        // Blank is unset.
+        let config = Config::from_env(&env(&[(DEPLOY_PATHS, "  ")])).unwrap();
+        assert!(config.deploy_paths.is_empty());
+    }
+
+    #[test]
+    fn deploy_paths_name_only_environments_of_branch_rules() {
+        let err = Config::from_env(&env(&[(DEPLOY_PATHS, "prodution=infra/**")])).unwrap_err();
+        assert_eq!(err.variable(), "DEPLOY_PATHS and DEPLOY_BRANCHES");
+        assert_eq!(
+            err.to_string(),
+            "DEPLOY_PATHS and DEPLOY_BRANCHES conflict: DEPLOY_PATHS lists environment prodution, \
+             which no DEPLOY_BRANCHES rule deploys to (they deploy to: production); \
+             path filters apply to branch pushes only"
+        );
+        // A tag-only environment is never path-filtered either.
+        let err = Config::from_env(&env(&[
+            (DEPLOY_TAGS, "v*=release"),
+            (DEPLOY_PATHS, "release=infra/**"),
+        ]))
+        .unwrap_err();
+        assert!(err.to_string().contains("environment release"), "{err}");
+        let err = Config::from_env(&env(&[
+            (DEPLOY_BRANCHES, "none"),
+            (DEPLOY_PATHS, "production=infra/**"),
+        ]))
+        .unwrap_err();
+        assert!(err.to_string().contains("(they deploy to: none)"), "{err}");
     }
 
     #[test]
@@ -146,6 +233,9 @@ mod tests {
             (DEPLOY_BRANCHES, "main=prod env"),
             (DEPLOY_TAGS, "v*=production,,"),
             (ALLOWED_REPOSITORIES, "just-an-owner"),
+            (DEPLOY_PATHS, "production"),
+            (DEPLOY_PATHS, "production=**.md"),
+            (DEPLOY_PATHS, "production=infra/**;;"),
             (DEPLOY_TOPIC_ARN, "kiln-deploy"),
             (
                 WEBHOOK_SECRET_ARN,

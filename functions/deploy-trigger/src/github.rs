@@ -38,6 +38,39 @@ pub struct PushEvent {
     pub repository: Option<Repository>,
     pub sender: Option<Account>,
     pub pusher: Option<Account>,
+    pub created: Option<bool>,
+    pub forced: Option<bool>,
+    /// The pushed commits, oldest first; GitHub lists at most 2048.
+    pub commits: Option<Vec<Commit>>,
+    /// The commit the ref now points at (`null` when the ref was deleted).
+    pub head_commit: Option<Commit>,
+}
+
+/// One commit of a push (`commits[]`, `head_commit`).
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Commit {
+    pub id: Option<String>,
+    pub message: Option<String>,
+    pub added: Option<Vec<String>>,
+    pub modified: Option<Vec<String>>,
+    pub removed: Option<Vec<String>>,
+}
+
+impl Commit {
+    /// The files this commit added, modified or removed.
+    pub fn files(&self) -> impl Iterator<Item = &str> {
+        [&self.added, &self.modified, &self.removed]
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(String::as_str)
+    }
+
+    /// The commit id cut to git's usual seven characters, for messages.
+    pub fn short_id(&self) -> &str {
+        let id = self.id.as_deref().unwrap_or("(no id)");
+        id.get(..7).unwrap_or(id)
+    }
 }
 
 /// A `deployment` event (GitHub's Deployments API).
@@ -119,9 +152,20 @@ mod tests {
             Some("https://github.com/Codertocat/Hello-World.git")
         );
         assert_eq!(push.sender.unwrap().login.as_deref(), Some("Codertocat"));
+        assert_eq!(push.created, Some(true));
+        assert_eq!(push.forced, Some(false));
+        let commits = push.commits.unwrap();
+        assert_eq!(commits.len(), 1);
+        assert_eq!(commits[0].files().collect::<Vec<_>>(), ["README.md"]);
+        assert_eq!(commits[0].short_id(), "6113728");
+        let head = push.head_commit.unwrap();
+        assert_eq!(head.message.as_deref(), Some("Initial commit"));
+        assert_eq!(head.files().collect::<Vec<_>>(), ["README.md"]);
 
         let deletion: PushEvent = parse("push", &fixture("push/payload.json")).unwrap();
         assert!(deletion.is_deletion());
+        assert!(deletion.head_commit.is_none());
+        assert_eq!(deletion.commits.map(|c| c.len()), Some(0));
     }
 
     #[test]

@@ -13,7 +13,8 @@
 //! 4. the content type is checked (415 unless JSON or a form with
 //!    `payload`);
 //! 5. the event is decided (400 malformed, 403 repository not allowed,
-//!    200 ping, 202 ignored);
+//!    200 ping, 202 ignored, 202 skipped by a skip marker or
+//!    `DEPLOY_PATHS`: see [`crate::skip`]);
 //! 6. the deploy request is published (200 queued, 502/503 when the publish
 //!    fails, so GitHub shows a failed delivery that can be redelivered).
 //!
@@ -37,6 +38,7 @@ use crate::github::{self, AnyEvent, DeploymentEvent, PayloadError, PushEvent, Re
 use crate::request::{self, BodyError, FormError, HeaderError, UnsupportedContentType};
 use crate::routing::Route;
 use crate::signature::{self, SignatureFormatError};
+use crate::skip::{self, Skip};
 
 /// What the handler needs: configuration and the two AWS ports.
 pub struct Deps<F, P> {
@@ -58,6 +60,8 @@ pub enum Accepted {
     Pong,
     /// Understood, but nothing to deploy.
     Ignored(String),
+    /// A push for an environment that a rule said not to deploy.
+    Skipped(Skip),
 }
 
 /// A request that was refused, or could not be completed. The `Display`
@@ -156,6 +160,7 @@ impl Rejection {
 pub enum Decision {
     Pong,
     Ignore(String),
+    Skip(Skip),
     Deploy(Box<DeployRequest>),
 }
 
@@ -170,6 +175,9 @@ struct Reply<'a> {
     environment: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     message_id: Option<&'a str>,
+    /// The rule that skipped a deploy.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rule: Option<&'static str>,
 }
 
 /// Handles one API Gateway HTTP API (payload 2.0) request. Never fails and
@@ -257,6 +265,7 @@ async fn process<F: SecretFetcher, P: Publisher>(
     match decision {
         Decision::Pong => Ok(Accepted::Pong),
         Decision::Ignore(reason) => Ok(Accepted::Ignored(reason)),
+        Decision::Skip(skip) => Ok(Accepted::Skipped(skip)),
         Decision::Deploy(deploy) => {
             let message_id = deps
                 .publisher
@@ -354,6 +363,9 @@ fn decide_push(
             )));
         }
     };
+    if let Some(skip) = skip::check(&config.deploy_paths, &push, &git_ref, &environment) {
+        return Ok(Decision::Skip(skip));
+    }
     let sha = push
         .after
         .filter(|sha| is_commit_sha(sha))
@@ -492,6 +504,16 @@ fn record_accepted(metrics: &Metrics, accepted: &Accepted) {
             metrics.count("WebhooksIgnored", 1);
             tracing::info!(reason, "event ignored");
         }
+        Accepted::Skipped(skip) => {
+            let rule = skip.rule.as_str();
+            metrics.count_by("DeploysSkipped", 1, ("Rule", rule));
+            tracing::info!(
+                rule,
+                environment = skip.environment,
+                reason = skip.reason,
+                "deploy skipped"
+            );
+        }
     }
 }
 
@@ -527,6 +549,7 @@ fn respond(
                 delivery_id,
                 environment: Some(environment),
                 message_id: Some(message_id),
+                rule: None,
             },
         ),
         Ok(Accepted::Pong) => (
@@ -537,6 +560,7 @@ fn respond(
                 delivery_id,
                 environment: None,
                 message_id: None,
+                rule: None,
             },
         ),
         Ok(Accepted::Ignored(reason)) => (
@@ -547,6 +571,18 @@ fn respond(
                 delivery_id,
                 environment: None,
                 message_id: None,
+                rule: None,
+            },
+        ),
+        Ok(Accepted::Skipped(skip)) => (
+            202,
+            Reply {
+                status: "skipped",
+                reason: Some(skip.reason.clone()),
+                delivery_id,
+                environment: Some(&skip.environment),
+                message_id: None,
+                rule: Some(skip.rule.as_str()),
             },
         ),
         Err(rejection) => (
@@ -561,6 +597,7 @@ fn respond(
                 delivery_id,
                 environment: None,
                 message_id: None,
+                rule: None,
             },
         ),
     };

@@ -101,11 +101,16 @@ impl RefRules {
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
+
+    /// The environments the rules deploy to, in rule order.
+    pub fn environments(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(|rule| rule.environment.as_str())
+    }
 }
 
 /// Environment names in rules are used as SNS attribute values and by the
 /// deploy side to pick a stack, so they are kept to a safe alphabet.
-fn check_environment_name(environment: &str) -> Result<(), String> {
+pub(crate) fn check_environment_name(environment: &str) -> Result<(), String> {
     let ok = !environment.is_empty()
         && environment.len() <= 64
         && environment
