@@ -633,12 +633,12 @@ fn with_commits(push: &mut Value, commits: Vec<Value>) {
 
 /// One commit changing these files.
 fn one_commit(
-    message: &str,
+    message: impl Into<String>,
     added: &'static [&'static str],
     modified: &'static [&'static str],
     removed: &'static [&'static str],
 ) -> impl FnOnce(&mut Value, &Value) {
-    let message = message.to_string();
+    let message = message.into();
     move |push, template| {
         with_commits(
             push,
@@ -683,7 +683,7 @@ async fn path_filters_and_skip_markers_decide_which_pushes_deploy() {
     const PUSH: &str = "github/push/with-new-branch.payload.json";
     const TAG: &str = "github/push/ghes-push.json";
     let docs_only = || one_commit("Docs", &[], &["README.md"], &[]);
-    let infra_with = |message: String| one_commit(&message, &[], &["infra/template.yaml"], &[]);
+    let infra_with = |message: String| one_commit(message, &[], &["infra/template.yaml"], &[]);
 
     let mut cases: Vec<(String, &str, Vec<u8>, Expect)> = vec![
         (

@@ -205,6 +205,72 @@ async fn pings_get_200_and_publish_nothing() {
     }
 }
 
+/// The new-branch push fixture as a push to an existing branch, with one
+/// commit that has this message and modifies these files.
+fn push_changing(message: &str, files: &[&str]) -> Vec<u8> {
+    let mut push: Value =
+        serde_json::from_slice(&github("push/with-new-branch.payload.json")).unwrap();
+    push["created"] = json!(false);
+    let mut commit = push["commits"][0].clone();
+    commit["message"] = json!(message);
+    commit["added"] = json!([]);
+    commit["modified"] = json!(files);
+    push["commits"] = json!([commit.clone()]);
+    push["head_commit"] = commit;
+    serde_json::to_vec(&push).unwrap()
+}
+
+#[tokio::test]
+async fn skips_are_202_with_the_rule_and_counted_by_rule() {
+    let h = harness(&[("DEPLOY_PATHS", "production=infra/**")]);
+    let (status, body) = send(&h, "push", &push_changing("Docs", &["README.md"])).await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(
+        body,
+        json!({
+            "status": "skipped",
+            "reason": "no changed file matches DEPLOY_PATHS for production (1 changed file checked)",
+            "delivery_id": DELIVERY,
+            "environment": "production",
+            "rule": "path-filter",
+        })
+    );
+    let (status, body) = send(
+        &h,
+        "push",
+        &push_changing("Infra [Deploy Skip]", &["infra/a"]),
+    )
+    .await;
+    assert_eq!(
+        (status, body["rule"].as_str()),
+        (202, Some("skip-marker")),
+        "{body}"
+    );
+    assert_eq!(
+        body["reason"],
+        "the head commit's message carries the skip marker [deploy skip]"
+    );
+    assert!(h.published().is_empty());
+    let metrics = &h.deps.metrics;
+    assert_eq!(
+        metrics.total_by("DeploysSkipped", "Rule", "path-filter"),
+        1.0
+    );
+    assert_eq!(
+        metrics.total_by("DeploysSkipped", "Rule", "skip-marker"),
+        1.0
+    );
+    assert_eq!(metrics.total("WebhooksIgnored"), 0.0);
+
+    let (status, body) = send(&h, "push", &push_changing("Infra", &["infra/a"])).await;
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (200, Some("queued")),
+        "{body}"
+    );
+    assert_eq!(h.published().len(), 1);
+}
+
 #[tokio::test]
 async fn deletions_unrouted_refs_and_other_events_get_202() {
     let cases = [
