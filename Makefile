@@ -83,7 +83,7 @@ FUZZ_TARGETS ?= webhook_request signature_header github_payload aws_events slack
 .PHONY: fuzz
 fuzz: ## Fuzz each parser and renderer for FUZZ_SECONDS seconds (default 60): make fuzz [FUZZ_TARGETS=...]
 	@cargo fuzz --version >/dev/null 2>&1 || { echo "==> installing cargo-fuzz"; \
-	  CARGO_TARGET_DIR=$(CARGO_TARGET_DIR)/tools cargo install --locked cargo-fuzz@0.13; }
+	  CARGO_TARGET_DIR=$(CARGO_TARGET_DIR)/tools cargo install --locked "cargo-fuzz@^0.13"; }
 	fuzz/seed.sh
 	@cd fuzz && for t in $(FUZZ_TARGETS); do \
 	  mkdir -p corpus/$$t artifacts/$$t; \
