@@ -274,10 +274,17 @@ impl<S: LaneStore, R: TaskRunner> Lane<'_, S, R> {
     /// Records the started task on the lane (unless the claim is gone).
     async fn record(&self, lane: &str, delivery_id: &str, task_arn: &str) -> Result<(), LaneError> {
         let recorded = self
-            .update(lane, |current| lanes::on_started(current, delivery_id, task_arn))
+            .update(lane, |current| {
+                lanes::on_started(current, delivery_id, task_arn)
+            })
             .await?;
         if !recorded {
-            tracing::info!(lane, delivery_id, task_arn, "the claim left the lane before its task was recorded (the task already stopped)");
+            tracing::info!(
+                lane,
+                delivery_id,
+                task_arn,
+                "the claim left the lane before its task was recorded (the task already stopped)"
+            );
         }
         Ok(())
     }
