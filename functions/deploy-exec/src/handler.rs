@@ -919,6 +919,25 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_write_whose_reply_was_lost_is_recognised_as_ours() {
+        let deps = lane_deps();
+        store(&deps).lose_next_replies(1);
+        handle(&deps, sns(&[&push("d1", 0, '1').to_json()]))
+            .await
+            .unwrap();
+        handle(&deps, sns(&[&push("d2", 1, '2').to_json()]))
+            .await
+            .unwrap();
+        // The stop's claim of d2 is applied, its reply lost: d2 still starts.
+        store(&deps).lose_next_replies(1);
+        let out = handle(&deps, stopped(1, "d1")).await.unwrap();
+        assert_eq!(out["lane"]["started"]["delivery_id"], "d2");
+        let running = store(&deps).lane(LANE).running.unwrap();
+        assert_eq!(running.request.delivery_id, "d2");
+        assert!(running.task_arn.is_some());
+    }
+
+    #[tokio::test]
     async fn a_failed_run_task_leaves_the_lane_as_it_was() {
         let deps = lane_deps();
         deps.runner

@@ -154,8 +154,17 @@ impl<S: LaneStore, R: TaskRunner> Lane<'_, S, R> {
         decide: impl Fn(&LaneState, Liveness, OffsetDateTime) -> Plan,
     ) -> Result<(Plan, LaneState), LaneError> {
         let mut known: Option<(String, Liveness)> = None;
+        // The last write that seemed to lose: its reply may have been lost
+        // after DynamoDB applied it (the SDK's retry then loses its
+        // condition to that very write).
+        let mut tried: Option<(Plan, LaneState)> = None;
         for attempt in 0..WRITE_ATTEMPTS {
             let current = self.store.load(lane).await?;
+            if let Some((plan, from)) = tried.take()
+                && is_written(&current, &plan.state)
+            {
+                return Ok((plan, from));
+            }
             let task = current.running.as_ref().and_then(|r| r.task_arn.clone());
             let liveness = match (task.filter(|_| ask_ecs), &known) {
                 (None, _) => Liveness::NotAsked,
@@ -178,6 +187,7 @@ impl<S: LaneStore, R: TaskRunner> Lane<'_, S, R> {
                         attempt,
                         "lane written by another instance; deciding again"
                     );
+                    tried = Some((plan, current));
                     tokio::time::sleep(jitter(attempt)).await;
                 }
             }
@@ -319,6 +329,16 @@ impl<S: LaneStore, R: TaskRunner> Lane<'_, S, R> {
             lane: lane.to_string(),
         })
     }
+}
+
+/// Whether `current` is the write of `state` (the version after it, and
+/// the same content; a claim's time makes the content one's own).
+fn is_written(current: &LaneState, state: &LaneState) -> bool {
+    current.version == state.version + 1
+        && LaneState {
+            version: state.version,
+            ..current.clone()
+        } == *state
 }
 
 /// A random pause of up to 2^attempt × 5 ms (at most 200 ms), so instances

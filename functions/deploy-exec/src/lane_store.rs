@@ -302,6 +302,9 @@ pub mod fake {
         conflicts: Mutex<usize>,
         /// Calls still to fail, as if DynamoDB were throttling.
         failures: Mutex<usize>,
+        /// Writes still to apply but answer as lost (a reply lost after
+        /// DynamoDB applied the write, and the retry losing its condition).
+        lost_replies: Mutex<usize>,
         saves: Mutex<usize>,
     }
 
@@ -319,6 +322,11 @@ pub mod fake {
         /// The next `n` writes lose their condition.
         pub fn lose_next_writes(&self, n: usize) {
             *lock(&self.conflicts) = n;
+        }
+
+        /// The next `n` writes are applied, but answered as conflicts.
+        pub fn lose_next_replies(&self, n: usize) {
+            *lock(&self.lost_replies) = n;
         }
 
         /// The next `n` calls fail.
@@ -390,6 +398,11 @@ pub mod fake {
             }
             items.insert(lane.to_string(), to_item(lane, state, now));
             *lock(&self.saves) += 1;
+            let mut lost = lock(&self.lost_replies);
+            if *lost > 0 {
+                *lost -= 1;
+                return Ok(Saved::Conflict);
+            }
             Ok(Saved::Written)
         }
     }

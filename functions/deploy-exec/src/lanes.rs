@@ -647,7 +647,7 @@ mod tests {
         let plan = on_request(&lane, &req("d3", 3, '3'), Liveness::NotAsked, NOW);
         assert_eq!(plan.start.as_ref().unwrap().delivery_id, "d3");
         assert_eq!(deliveries(&plan.superseded), ["d2"]);
-        assert_eq!(plan.displaced, [waiting.clone()]);
+        assert_eq!(plan.displaced, std::slice::from_ref(&waiting));
         assert_eq!(plan.state.next, None);
         let plan = on_request(&lane, &req("d0b", 0, '9'), Liveness::NotAsked, NOW);
         // Older than the lane's newest: superseded; nothing starts.

@@ -104,8 +104,11 @@ async fn signed_push(kiln: &LocalKiln, story: &mut Story, ids: &mut DemoIds) {
         .await;
     let outcome = handled.first().and_then(|d| d.outcome.clone());
     let task_arn = match &outcome {
-        Some(Ok(answer)) => answer["started"][0]["task_arn"]
+        // On a lane the record's outcome names the started task under
+        // `started`; without lanes, it is the record's own `task_arn`.
+        Some(Ok(answer)) => answer["started"][0]["started"]["task_arn"]
             .as_str()
+            .or_else(|| answer["started"][0]["task_arn"].as_str())
             .map(str::to_string),
         _ => None,
     };
@@ -325,7 +328,7 @@ async fn lanes(kiln: &LocalKiln, story: &mut Story) {
     let pushes: Vec<(String, String)> = (1..=3)
         .map(|n| {
             let mut payload = fixture.clone();
-            let sha = format!("{:040x}", 0xa11ce_u64 * 16 + n);
+            let sha = format!("{:07x}{}", 0xa11ce00 + n, "e".repeat(33));
             payload["ref"] = "refs/heads/main".into();
             payload["after"] = sha.clone().into();
             payload["head_commit"]["id"] = sha.clone().into();
