@@ -48,6 +48,7 @@ ENV_CONTRACT = {
             "TASK_ENVIRONMENT",
             "GITHUB_TOKEN_SECRET_ARN",
             "GITHUB_API_URL",
+            "LANES_TABLE",
         },
     ),
     "watchdog": (
@@ -345,6 +346,53 @@ def test_deploy_exec_runs_exactly_one_task_definition_revision_and_passes_only_i
     for other in PARTS:
         if other != part:
             assert "iam:PassRole" not in json.dumps(cfn(other)), other
+
+
+def test_deploy_lanes_table_is_on_demand_keyed_by_lane_with_ttl_pitr_and_encryption():
+    part, fn = by_binary()["deploy-exec"]
+    tables = resources(raw(part), "AWS::DynamoDB::Table")
+    assert list(tables) == ["DeployLanesTable"]
+    props = tables["DeployLanesTable"]["Properties"]
+    assert props["BillingMode"] == "PAY_PER_REQUEST"
+    assert props["KeySchema"] == [{"AttributeName": "lane", "KeyType": "HASH"}]
+    assert props["AttributeDefinitions"] == [{"AttributeName": "lane", "AttributeType": "S"}]
+    assert props["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
+    assert props["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+    assert props["SSESpecification"]["SSEEnabled"] is True
+    assert props["SSESpecification"]["KMSMasterKeyId"] == {"Ref": "KeyArn"}
+    assert env_of(fn)["LANES_TABLE"] == {"Ref": "DeployLanesTable"}
+    # The choices are explained where they are made.
+    text = (INFRA / part).read_text()
+    block = text[text.index("  DeployLanesTable:") - 600 : text.index("KMSMasterKeyId: !Ref KeyArn")]
+    assert "PointInTimeRecovery" in block and "# On:" in block and "# kiln's own key" in block
+
+
+def test_deploy_exec_may_only_get_put_update_and_delete_lane_items_of_its_one_table():
+    grants = [
+        (where, st)
+        for part in PARTS
+        for where, sts in role_statements(cfn(part))
+        for st in sts
+        if any(a.startswith("dynamodb:") for a in as_list(st["Action"]))
+    ]
+    assert len(grants) == 1, grants
+    where, statement = grants[0]
+    assert where.startswith("DeployExecFunctionRole"), where
+    assert set(as_list(statement["Action"])) == {
+        "dynamodb:GetItem",
+        "dynamodb:PutItem",
+        "dynamodb:UpdateItem",
+        "dynamodb:DeleteItem",
+    }
+    assert statement["Resource"] == {"Fn::GetAtt": ["DeployLanesTable", "Arn"]}
+
+
+def test_deploy_exec_is_updated_before_deploy_trigger():
+    # A new deploy-trigger's requests may carry fields an old deploy-exec's
+    # strict decoder rejects: the reader is updated first.
+    part, _ = by_binary()["deploy-trigger"]
+    fid = next(fid for (p, fid), fn in all_functions().items() if binary(fn) == "deploy-trigger")
+    assert raw(part)["Resources"][fid]["DependsOn"] == "DeployExecFunction"
 
 
 def test_watchdog_may_scale_only_its_one_group():

@@ -31,6 +31,7 @@ pub struct Aws {
     pub secrets: aws_sdk_secretsmanager::Client,
     pub ecs: aws_sdk_ecs::Client,
     pub autoscaling: aws_sdk_autoscaling::Client,
+    pub dynamodb: aws_sdk_dynamodb::Client,
     endpoint: String,
     http: reqwest::Client,
 }
@@ -68,9 +69,85 @@ impl Aws {
             secrets: aws_sdk_secretsmanager::Client::new(config),
             ecs: aws_sdk_ecs::Client::new(config),
             autoscaling: aws_sdk_autoscaling::Client::new(config),
+            dynamodb: aws_sdk_dynamodb::Client::new(config),
             endpoint: config.endpoint_url().unwrap_or_default().to_string(),
             http: reqwest::Client::new(),
         }
+    }
+
+    // --- DynamoDB --------------------------------------------------------
+
+    /// Creates the deploy lanes table as the template does (partition key
+    /// `lane`, on-demand, TTL on `expires_at`); returns its name.
+    pub async fn create_lanes_table(&self, name: &str) -> String {
+        use aws_sdk_dynamodb::types::{
+            AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+            TimeToLiveSpecification,
+        };
+        fn build<T>(what: &str, r: Result<T, aws_sdk_dynamodb::error::BuildError>) -> T {
+            check(what, r)
+        }
+        check(
+            "DynamoDB CreateTable",
+            self.dynamodb
+                .create_table()
+                .table_name(name)
+                .billing_mode(BillingMode::PayPerRequest)
+                .attribute_definitions(build(
+                    "attribute",
+                    AttributeDefinition::builder()
+                        .attribute_name("lane")
+                        .attribute_type(ScalarAttributeType::S)
+                        .build(),
+                ))
+                .key_schema(build(
+                    "key",
+                    KeySchemaElement::builder()
+                        .attribute_name("lane")
+                        .key_type(KeyType::Hash)
+                        .build(),
+                ))
+                .send()
+                .await,
+        );
+        check(
+            "DynamoDB UpdateTimeToLive",
+            self.dynamodb
+                .update_time_to_live()
+                .table_name(name)
+                .time_to_live_specification(build(
+                    "ttl",
+                    TimeToLiveSpecification::builder()
+                        .attribute_name("expires_at")
+                        .enabled(true)
+                        .build(),
+                ))
+                .send()
+                .await,
+        );
+        name.to_string()
+    }
+
+    /// One lane's item, as deploy-exec stored it (`None` when absent).
+    pub async fn lane_item(
+        &self,
+        table: &str,
+        lane: &str,
+    ) -> Option<std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>> {
+        check(
+            "DynamoDB GetItem",
+            self.dynamodb
+                .get_item()
+                .table_name(table)
+                .key(
+                    "lane",
+                    aws_sdk_dynamodb::types::AttributeValue::S(lane.to_string()),
+                )
+                .consistent_read(true)
+                .send()
+                .await,
+        )
+        .item
     }
 
     // --- SNS -------------------------------------------------------------

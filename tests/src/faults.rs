@@ -495,7 +495,11 @@ async fn serve_connection(
         }
         let keep_open = match fault {
             Some(Fault::Throttle) => {
-                let (status, content_type, body) = throttling(protocol);
+                let (status, content_type, body) = if call.service == "dynamodb" {
+                    dynamodb_throttling()
+                } else {
+                    throttling(protocol)
+                };
                 write_reply(&mut stream, status, content_type, &body).await
             }
             Some(Fault::ServerError) => {
@@ -676,6 +680,20 @@ pub fn throttling(protocol: Protocol) -> (u16, &'static str, Vec<u8>) {
     (400, content_type, body)
 }
 
+/// DynamoDB's throttling answer (awsJson 1.0, the error type namespaced),
+/// which the SDK retries as a throttling error.
+pub fn dynamodb_throttling() -> (u16, &'static str, Vec<u8>) {
+    let body = serde_json::json!({
+        "__type": "com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException",
+        "message": "The level of configured provisioned throughput for the table was exceeded. Consider increasing your provisioning level with the UpdateTable API.",
+    });
+    (
+        400,
+        "application/x-amz-json-1.0",
+        body.to_string().into_bytes(),
+    )
+}
+
 /// An error body in the protocol's shape.
 pub fn error_body(
     protocol: Protocol,
@@ -845,6 +863,15 @@ mod tests {
         assert_eq!(content_type, "application/x-amz-json-1.1");
         let value: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(value["__type"], "ThrottlingException");
+        let (status, content_type, body) = dynamodb_throttling();
+        assert_eq!((status, content_type), (400, "application/x-amz-json-1.0"));
+        let value: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert!(
+            value["__type"]
+                .as_str()
+                .unwrap()
+                .ends_with("#ProvisionedThroughputExceededException")
+        );
         let (_, content_type, body) = throttling(Protocol::Query);
         assert_eq!(content_type, "text/xml");
         assert!(

@@ -282,6 +282,43 @@ pub fn sns_event(notifications: &[SnsNotification]) -> Value {
     json!({ "Records": records })
 }
 
+/// The ECS Task State Change of a deploy task on `ecs` that stopped with
+/// `exit_code` (0 or 1), as EventBridge delivers it. The event carries no
+/// overrides, so deploy-exec reads the deployment back from the task's
+/// tags (DescribeTasks).
+pub fn deploy_task_stopped_event(
+    ecs: &crate::aws::EcsStack,
+    task_arn: &str,
+    delivery_id: &str,
+    container_name: &str,
+    exit_code: u8,
+) -> Value {
+    let fixture = if exit_code == 0 {
+        "synthetic/deploy-task-stopped-exit0.json"
+    } else {
+        "synthetic/deploy-task-stopped-exit1.json"
+    };
+    let text = fixture_json(fixture)
+        .to_string()
+        .replace("us-west-2", REGION)
+        .replace("111122223333", ACCOUNT_ID);
+    let mut event: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+    event["resources"] = json!([task_arn]);
+    let detail = &mut event["detail"];
+    detail["taskArn"] = task_arn.into();
+    detail["clusterArn"] = ecs.cluster_arn.clone().into();
+    detail["taskDefinitionArn"] = ecs.task_definition_arn.clone().into();
+    detail["startedBy"] = format!("kiln/{delivery_id}").into();
+    detail["overrides"] = Value::Null;
+    if let Some(containers) = detail["containers"].as_array_mut() {
+        for container in containers {
+            container["taskArn"] = task_arn.into();
+            container["name"] = container_name.into();
+        }
+    }
+    event
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -58,6 +58,8 @@ pub mod names {
     /// One of the template's alarms, notifying the alert topic.
     pub const DEAD_LETTERS_ALARM: &str = "kiln-deploy-exec-dead-letters";
     pub const DEAD_LETTER_QUEUE: &str = "kiln-deploy-exec-dlq";
+    /// The deploy lanes table (`LANES_TABLE`).
+    pub const LANES_TABLE: &str = "kiln-deploy-lanes";
 }
 
 /// The four functions, in the order they are started.
@@ -431,30 +433,13 @@ impl LocalKiln {
         delivery_id: &str,
         exit_code: u8,
     ) -> Value {
-        let fixture = if exit_code == 0 {
-            "synthetic/deploy-task-stopped-exit0.json"
-        } else {
-            "synthetic/deploy-task-stopped-exit1.json"
-        };
-        let text = fixture_json(fixture)
-            .to_string()
-            .replace("us-west-2", REGION)
-            .replace("111122223333", ACCOUNT_ID);
-        let mut event: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-        event["resources"] = json!([task_arn]);
-        let detail = &mut event["detail"];
-        detail["taskArn"] = task_arn.into();
-        detail["clusterArn"] = self.resources.ecs.cluster_arn.clone().into();
-        detail["taskDefinitionArn"] = self.resources.ecs.task_definition_arn.clone().into();
-        detail["startedBy"] = format!("kiln/{delivery_id}").into();
-        detail["overrides"] = Value::Null;
-        if let Some(containers) = detail["containers"].as_array_mut() {
-            for container in containers {
-                container["taskArn"] = task_arn.into();
-                container["name"] = names::CONTAINER_NAME.into();
-            }
-        }
-        event
+        crate::fixtures::deploy_task_stopped_event(
+            &self.resources.ecs,
+            task_arn,
+            delivery_id,
+            names::CONTAINER_NAME,
+            exit_code,
+        )
     }
 
     /// Puts the dead-letter alarm in ALARM on moto's CloudWatch and
@@ -666,6 +651,7 @@ async fn provision(aws: &Aws) -> Result<Resources, HarnessError> {
         .and_then(|c| c.cluster_arn)
         .ok_or_else(|| HarnessError("CreateCluster returned no cluster ARN".into()))?;
     aws.create_asg(names::APP_ASG, 0, 1, 2).await;
+    aws.create_lanes_table(names::LANES_TABLE).await;
     Ok(Resources {
         deploy_topic_arn,
         alert_topic_arn,
@@ -711,6 +697,7 @@ fn deploy_exec_env(resources: &Resources, github: &RecordingServer) -> Vec<(Stri
             resources.github_token_secret_arn.clone(),
         ),
         ("GITHUB_API_URL", github.url()),
+        ("LANES_TABLE", names::LANES_TABLE.into()),
     ])
 }
 

@@ -72,14 +72,18 @@ async fn the_demo_passes_every_step() {
     let mut story = Story::new();
     let ids = demo::run(&kiln, &mut story).await;
     assert!(story.all_ok(), "{}", story.summary());
-    assert_eq!(story.steps().len(), 12, "{}", story.summary());
+    assert_eq!(story.steps().len(), 15, "{}", story.summary());
 
-    // The state the story describes, read directly.
+    // The state the story describes, read directly: the first push's task,
+    // and on the lane the first and the third of the three later pushes.
     let tasks = kiln.deploy_tasks().await;
-    assert_eq!(tasks.len(), 1);
-    assert_eq!(tasks[0].task_arn(), ids.task_arn.as_deref());
+    assert_eq!(tasks.len(), 3);
+    let first = tasks
+        .iter()
+        .find(|t| t.task_arn() == ids.task_arn.as_deref())
+        .unwrap();
     assert_eq!(
-        tasks[0].started_by(),
+        first.started_by(),
         Some(format!("kiln/{}", ids.delivery_id).as_str())
     );
     assert_eq!(
@@ -104,9 +108,16 @@ async fn the_demo_passes_every_step() {
         .filter(|r| r.method == "POST")
         .map(|r| r.json()["state"].as_str().unwrap().to_string())
         .collect();
-    // Pending at the start, again for the redelivery (no final status yet),
-    // success at the end.
-    assert_eq!(states, ["pending", "pending", "success"]);
+    // Pending at the start, nothing for the redelivery (its lane already
+    // runs it), success at the end. Then the lane: the first of three
+    // pushes pending, the second queued (pending), the third queued and the
+    // second superseded (error), the third started and the first done.
+    assert_eq!(
+        states,
+        [
+            "pending", "success", "pending", "pending", "pending", "error", "pending", "success"
+        ]
+    );
     // Everything SNS delivered was handled on the first attempt.
     for delivery in kiln.sns.deliveries() {
         assert!(
@@ -122,7 +133,14 @@ async fn the_demo_passes_every_step() {
 /// original's clientToken. About 15 s on two cores: the size is the point.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_burst_of_200_deliveries_with_20_percent_duplicates_starts_one_task_per_delivery() {
-    let kiln = LocalKiln::start(Options::for_tests()).await.unwrap();
+    // Without lanes: every delivery deploys the same commit to the same
+    // environment, which lanes would rightly hold to one at a time.
+    let kiln = LocalKiln::start(Options {
+        extra_env: vec![("LANES_TABLE".into(), String::new())],
+        ..Options::for_tests()
+    })
+    .await
+    .unwrap();
     let unique: Vec<String> = (0..160)
         .map(|i| format!("burst-{i:03}-{}", std::process::id()))
         .collect();

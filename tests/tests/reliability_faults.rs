@@ -218,6 +218,7 @@ mod deploy_exec_faults {
             sender: "Codertocat".into(),
             deployment_id: None,
             requested_at: time::macros::datetime!(2026-11-22 10:00:00 UTC),
+            event_at: None,
         }
     }
 
@@ -238,6 +239,7 @@ mod deploy_exec_faults {
             runner: EcsTaskRunner::new(aws_sdk_ecs::Client::new(&proxy.sdk_config().await)),
             reporter,
             metrics: Metrics::in_memory("deploy-exec"),
+            lanes: deploy_exec::lane_store::NO_LANES,
             config,
         }
     }
@@ -769,6 +771,7 @@ mod github_faults {
                 ),
                 runner: NoEcs,
                 metrics: Metrics::in_memory("deploy-exec"),
+                lanes: deploy_exec::lane_store::NO_LANES,
                 config,
             };
             let result = handle(

@@ -159,6 +159,7 @@ mod deploy_exec_hostile {
             reporter: GitHubReporter::new(&config.github_api_url, None, RetryPolicy::immediate(1)),
             runner: CountingEcs::default(),
             metrics: Metrics::in_memory("deploy-exec"),
+            lanes: deploy_exec::lane_store::NO_LANES,
             config,
         }
     }

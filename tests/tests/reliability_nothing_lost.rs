@@ -319,6 +319,7 @@ async fn deploy_exec_stream(rate: f64, events: usize, seed: u64) -> Tally {
         ),
         runner: EcsTaskRunner::new(aws_sdk_ecs::Client::new(&sdk)),
         metrics: Metrics::in_memory("deploy-exec"),
+        lanes: deploy_exec::lane_store::NO_LANES,
         config,
     };
     let mut tally = Tally {
@@ -418,6 +419,7 @@ fn deploy_request(delivery: &str) -> kiln::DeployRequest {
         sender: "Codertocat".into(),
         deployment_id: None,
         requested_at: time::macros::datetime!(2026-11-22 10:00:00 UTC),
+        event_at: None,
     }
 }
 
@@ -431,6 +433,309 @@ fn fate_of(succeeded: Option<usize>, effect: bool, faults: usize) -> Fate {
         Some(_) => Fate::LambdaRetry,
         None => Fate::Surfaced,
     }
+}
+
+// --- deploy-exec on deploy lanes -------------------------------------------------
+
+/// Deploy lanes under faults: `requests` deploy requests over `lanes`
+/// environments, in an order that differs from the order of their commits,
+/// with stop events for the running tasks in between, in random order, and
+/// a tenth of the DynamoDB and ECS calls failing. Every delivery must end
+/// deployed (its task started, its pending status posted) or superseded
+/// (its `error` status posted), or surfaced; no lane may run two
+/// deployments at once, nor start an older request after a newer one.
+async fn deploy_lanes_stream(rate: f64, requests: usize, lanes: usize, seed: u64) -> Tally {
+    use deploy_exec::github::{GitHubReporter, RetryPolicy};
+    use deploy_exec::lane_store::DynamoLaneStore;
+    use deploy_exec::runner::EcsTaskRunner;
+    use deploy_exec::{Config, Deps, handle};
+    use kiln_tests::fixtures::deploy_task_stopped_event;
+    use std::collections::{BTreeMap, HashMap, HashSet};
+
+    const TABLE: &str = "kiln-deploy-lanes";
+    let emulator = Emulator::start(rate, seed).await;
+    emulator.proxy.set_plan(FaultPlan::none());
+    emulator.moto.freeze_ecs_tasks().await;
+    let aws = &emulator.aws;
+    let stack = aws.create_ecs("kiln", "stack-updater").await;
+    aws.create_lanes_table(TABLE).await;
+    let token_arn = aws
+        .create_secret("kiln/github-token", "ghp_nothingLostLanes")
+        .await;
+    let github = RecordingServer::start_with_default(Reply::json(201, &json!({"id": 1}))).await;
+    github.respond_with(|request| (request.method == "GET").then(|| Reply::json(200, &json!([]))));
+    let sdk = emulator.proxy.sdk_config().await;
+    let config = Config::from_env(&Env::from_pairs([
+        ("CLUSTER", stack.cluster_name.as_str()),
+        ("TASK_DEFINITION", stack.family.as_str()),
+        ("CONTAINER_NAME", "stack-updater"),
+        ("SUBNETS", stack.subnets_csv().as_str()),
+        ("SECURITY_GROUPS", stack.security_groups_csv().as_str()),
+        ("GITHUB_TOKEN_SECRET_ARN", token_arn.as_str()),
+        ("GITHUB_API_URL", github.url().as_str()),
+        ("LANES_TABLE", TABLE),
+    ]))
+    .unwrap();
+    let deps = Deps {
+        reporter: GitHubReporter::new(
+            &config.github_api_url,
+            Some((
+                token_arn.clone(),
+                SecretCache::new(SecretsManagerFetcher::new(
+                    aws_sdk_secretsmanager::Client::new(&sdk),
+                )),
+            )),
+            RetryPolicy::immediate(3),
+        ),
+        runner: EcsTaskRunner::new(aws_sdk_ecs::Client::new(&sdk)),
+        lanes: Some(DynamoLaneStore::new(
+            aws_sdk_dynamodb::Client::new(&sdk),
+            TABLE,
+        )),
+        metrics: Metrics::in_memory("deploy-exec"),
+        config,
+    };
+    // Faults from here on, on DynamoDB's and ECS's calls only.
+    emulator
+        .proxy
+        .set_plan(FaultPlan::fraction(rate, &faults(), seed).on(&[
+            "GetItem",
+            "PutItem",
+            "RunTask",
+            "DescribeTasks",
+        ]));
+
+    // The requests: lane i % lanes... in a seeded random mix, each commit
+    // made up to 8 s later than its predecessor's, sent out of order.
+    let mut rng = seed;
+    let t0 = time::macros::datetime!(2026-11-22 10:00:00 UTC);
+    let mut pending: Vec<kiln::DeployRequest> = (0..requests)
+        .map(|i| {
+            let mut request = deploy_request(&format!("lane-{i:03}"));
+            request.environment = format!("env-{}", (next_unit(&mut rng) * lanes as f64) as usize);
+            request.sha = format!("{:040x}", 0x1a2e_0000 + i);
+            request.event_at = Some(t0 + time::Duration::seconds((i * 2) as i64));
+            request
+        })
+        .collect();
+    // A shuffle that keeps requests near their place: out of order locally.
+    for i in 0..pending.len() {
+        let j = (i + (next_unit(&mut rng) * 6.0) as usize).min(pending.len() - 1);
+        pending.swap(i, j);
+    }
+    pending.reverse(); // pop() takes them in the shuffled order
+    let order_of: HashMap<String, (time::OffsetDateTime, String)> = pending
+        .iter()
+        .map(|r| {
+            (
+                r.delivery_id.clone(),
+                (r.ordered_at(), r.delivery_id.clone()),
+            )
+        })
+        .collect();
+    let lane_of: HashMap<String, String> = pending
+        .iter()
+        .map(|r| (r.delivery_id.clone(), r.environment.clone()))
+        .collect();
+
+    let mut tally = Tally {
+        name: "deploy-exec lanes",
+        ..Tally::default()
+    };
+    let mut succeeded: HashMap<String, Option<usize>> = HashMap::new();
+    let mut faults_of: HashMap<String, usize> = HashMap::new();
+    let mut seen_tasks: HashSet<String> = HashSet::new();
+    // moto ignores RunTask's clientToken: a retried RunTask (its reply
+    // lost) starts a second task where ECS would answer with the first.
+    // Tasks of one delivery are one deployment, stopped together.
+    let mut started_deliveries: HashSet<String> = HashSet::new();
+    let mut newest_started: BTreeMap<String, (time::OffsetDateTime, String)> = BTreeMap::new();
+    let mut stopped: HashSet<String> = HashSet::new();
+    let invoke = |event: serde_json::Value| {
+        let deps = &deps;
+        async move {
+            lambda_attempts(|| {
+                let event = event.clone();
+                async move {
+                    handle(deps, event)
+                        .await
+                        .map(drop)
+                        .map_err(|e| e.to_string())
+                }
+            })
+            .await
+        }
+    };
+    // Each step sends a request or stops a running task; bounded.
+    for _step in 0..requests * 4 {
+        let tasks = aws.describe_all_tasks(&stack.cluster_name).await;
+        // Starts since the last step, oldest first: never older than what
+        // the lane started before; never two deliveries at once.
+        let mut fresh: Vec<_> = tasks
+            .iter()
+            .filter(|t| !seen_tasks.contains(t.task_arn().unwrap_or_default()))
+            .collect();
+        fresh.sort_by_key(|t| t.created_at().map(|d| d.as_nanos()));
+        for task in fresh {
+            seen_tasks.insert(task.task_arn().unwrap_or_default().to_string());
+            let delivery = task
+                .started_by()
+                .unwrap_or_default()
+                .trim_start_matches("kiln/");
+            let (Some(lane), Some(order)) = (lane_of.get(delivery), order_of.get(delivery)) else {
+                continue;
+            };
+            if !started_deliveries.insert(delivery.to_string()) {
+                tally.repeats += 1;
+                continue;
+            }
+            if let Some(newest) = newest_started.get(lane)
+                && newest >= order
+            {
+                tally.notes.push(format!(
+                    "{lane}: {delivery} started after newer {}",
+                    newest.1
+                ));
+            }
+            newest_started.insert(lane.clone(), order.clone());
+        }
+        let running: Vec<_> = tasks
+            .iter()
+            .filter(|t| !stopped.contains(t.task_arn().unwrap_or_default()))
+            .collect();
+        let mut per_lane: HashMap<&String, HashSet<&str>> = HashMap::new();
+        for task in &running {
+            let delivery = task
+                .started_by()
+                .unwrap_or_default()
+                .trim_start_matches("kiln/");
+            if let Some(lane) = lane_of.get(delivery) {
+                per_lane.entry(lane).or_default().insert(delivery);
+            }
+        }
+        for (lane, deliveries) in per_lane {
+            if deliveries.len() > 1 {
+                tally
+                    .notes
+                    .push(format!("{lane} runs {deliveries:?} at once"));
+            }
+        }
+        if pending.is_empty() && running.is_empty() {
+            break;
+        }
+        let send = !pending.is_empty() && (running.is_empty() || next_unit(&mut rng) < 0.6);
+        if send {
+            let Some(request) = pending.pop() else { break };
+            let mark = emulator.mark();
+            let event = sns_event(&[SnsNotification::new(
+                "arn:aws:sns:us-east-1:123456789012:kiln-deploy",
+                request.to_json(),
+            )]);
+            let (attempt, _) = invoke(event).await;
+            succeeded.insert(request.delivery_id.clone(), attempt);
+            faults_of.insert(request.delivery_id.clone(), emulator.faults_since(mark));
+        } else {
+            let task = running[(next_unit(&mut rng) * running.len() as f64) as usize];
+            let arn = task.task_arn().unwrap_or_default().to_string();
+            let started_by = task.started_by().unwrap_or_default().to_string();
+            let delivery = started_by.trim_start_matches("kiln/").to_string();
+            for same in running
+                .iter()
+                .filter(|t| t.started_by() == Some(started_by.as_str()))
+            {
+                let same_arn = same.task_arn().unwrap_or_default().to_string();
+                aws.ecs
+                    .stop_task()
+                    .cluster(&stack.cluster_name)
+                    .task(&same_arn)
+                    .send()
+                    .await
+                    .unwrap();
+                stopped.insert(same_arn);
+            }
+            let event = deploy_task_stopped_event(&stack, &arn, &delivery, "stack-updater", 0);
+            // EventBridge retries a failed target, then Lambda retries:
+            // modelled as up to three rounds of Lambda's attempts.
+            for _ in 0..3 {
+                if invoke(event.clone()).await.0.is_some() {
+                    break;
+                }
+            }
+        }
+    }
+
+    // What became of each delivery.
+    let posts: Vec<RecordedRequest> = github
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "POST")
+        .collect();
+    let states_of = |sha: &str| -> Vec<String> {
+        posts
+            .iter()
+            .filter(|r| r.path.ends_with(sha))
+            .map(|r| r.json()["state"].as_str().unwrap_or_default().to_string())
+            .collect()
+    };
+    let started: HashSet<String> = aws
+        .describe_all_tasks(&stack.cluster_name)
+        .await
+        .iter()
+        .map(|t| {
+            t.started_by()
+                .unwrap_or_default()
+                .trim_start_matches("kiln/")
+                .to_string()
+        })
+        .collect();
+    tally.faults = emulator.faults_since(0);
+    for (delivery, attempt) in &succeeded {
+        let index: usize = delivery.trim_start_matches("lane-").parse().unwrap();
+        let states = states_of(&format!("{:040x}", 0x1a2e_0000 + index));
+        let deployed = started.contains(delivery) && states.iter().any(|s| s == "pending");
+        let superseded = states.iter().any(|s| s == "error");
+        if started.contains(delivery) && superseded {
+            tally
+                .notes
+                .push(format!("{delivery}: started and superseded"));
+        }
+        if attempt.is_some() && !deployed && !superseded {
+            let lane = deploy_exec::lanes::lane_key("Codertocat/Hello-World", &lane_of[delivery]);
+            let state = aws
+                .lane_item(TABLE, &lane)
+                .await
+                .map(|item| deploy_exec::lane_store::from_item(&item));
+            tally.notes.push(format!(
+                "{delivery}: neither deployed nor superseded ({states:?}); lane: {state:?}"
+            ));
+        }
+        tally.count(fate_of(
+            *attempt,
+            deployed || superseded,
+            faults_of[delivery],
+        ));
+    }
+    assert_eq!(tally.sent, requests);
+    tally
+}
+
+/// Deploy lanes: 200 requests over 5 lanes, stop events in random order,
+/// 10% of DynamoDB and ECS calls failing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deploy_lanes_lose_nothing_under_ten_percent_faults() {
+    let tally = deploy_lanes_stream(FAULT_RATE, 200, 5, 23).await;
+    let table = format!(
+        "function         sent  first try  retried inside  Lambda retry  surfaced  dropped  faults  repeats\n{}",
+        row(&tally)
+    );
+    println!(
+        "Nothing lost on deploy lanes, {:.0}% faults:\n{table}",
+        FAULT_RATE * 100.0
+    );
+    assert!(tally.notes.is_empty(), "{:#?}\n{table}", tally.notes);
+    assert_eq!(tally.handled() + tally.surfaced, tally.sent, "{table}");
+    assert_eq!(tally.dropped, 0, "{table}");
+    assert!(tally.faults > 20, "few faults were injected: {table}");
 }
 
 // --- watchdog -------------------------------------------------------------------

@@ -230,6 +230,7 @@ mod deploy_exec_secrets {
             reporter: GitHubReporter::new(&config.github_api_url, token, RetryPolicy::immediate(2)),
             runner: StubEcs,
             metrics: Metrics::in_memory("deploy-exec"),
+            lanes: deploy_exec::lane_store::NO_LANES,
             config,
         }
     }
@@ -337,6 +338,7 @@ fn super_request() -> kiln::DeployRequest {
         sender: "Codertocat".into(),
         deployment_id: None,
         requested_at: time::macros::datetime!(2026-11-22 10:00:00 UTC),
+        event_at: None,
     }
 }
 

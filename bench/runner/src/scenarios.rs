@@ -197,6 +197,7 @@ fn deploy_request() -> DeployRequest {
         sender: "Codertocat".into(),
         deployment_id: None,
         requested_at: time::OffsetDateTime::now_utc(),
+        event_at: None,
     }
 }
 

@@ -138,6 +138,10 @@ impl TaskIdentity {
                 format!("Deploy of {sha} to {} failed: {detail}", self.environment)
             }
             DeployState::InProgress => format!("Deploying {sha} to {}", self.environment),
+            DeployState::Queued => format!("Queued to deploy {sha} to {}", self.environment),
+            DeployState::Superseded => {
+                format!("Superseded: {sha} will not deploy to {}", self.environment)
+            }
         }
     }
 }

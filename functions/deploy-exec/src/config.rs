@@ -67,6 +67,9 @@ pub struct Config {
     pub github_token_secret_arn: Option<String>,
     /// The API root, without a trailing slash.
     pub github_api_url: String,
+    /// The DynamoDB table of the deploy lanes; `None` starts every request
+    /// at once (no lanes).
+    pub lanes_table: Option<String>,
 }
 
 impl Config {
@@ -89,6 +92,7 @@ impl Config {
         let github_api_url = env
             .parse_optional("GITHUB_API_URL", parse_api_url)?
             .unwrap_or_else(|| DEFAULT_GITHUB_API_URL.to_string());
+        let lanes_table = env.parse_optional("LANES_TABLE", parse_table_name)?;
         Ok(Config {
             cluster,
             task_definition,
@@ -98,6 +102,7 @@ impl Config {
             task_environment,
             github_token_secret_arn,
             github_api_url,
+            lanes_table,
         })
     }
 
@@ -251,6 +256,19 @@ fn parse_task_definition(raw: &str) -> Result<String, String> {
     }
 }
 
+/// A DynamoDB table name: 3 to 255 of letters, digits, `_`, `-` and `.`.
+fn parse_table_name(raw: &str) -> Result<String, String> {
+    if (3..=255).contains(&raw.len())
+        && raw
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+    {
+        Ok(raw.to_string())
+    } else {
+        Err("a DynamoDB table name (3 to 255 letters, digits, _, - and .)".to_string())
+    }
+}
+
 fn parse_api_url(raw: &str) -> Result<String, String> {
     let expected = || "an http(s) URL such as https://api.github.com".to_string();
     let url = url::Url::parse(raw).map_err(|_| expected())?;
@@ -302,6 +320,17 @@ mod tests {
         assert_eq!(config.github_token_secret_arn, None);
         assert_eq!(config.github_api_url, "https://api.github.com");
         assert!(config.task_definition_is_pinned());
+        assert_eq!(config.lanes_table, None);
+    }
+
+    #[test]
+    fn lanes_table_is_a_table_name() {
+        let config = with(&[("LANES_TABLE", "kiln-lanes")]).unwrap();
+        assert_eq!(config.lanes_table.as_deref(), Some("kiln-lanes"));
+        let err = with(&[("LANES_TABLE", "arn:aws:dynamodb:us-east-1:1:table/x")]).unwrap_err();
+        assert_eq!(err.variable(), "LANES_TABLE");
+        assert!(err.to_string().contains("a DynamoDB table name"), "{err}");
+        assert!(with(&[("LANES_TABLE", "ab")]).is_err());
     }
 
     #[test]

@@ -4,7 +4,9 @@
 //! A `deployment` event gets deployment statuses (`in_progress`, then
 //! `success` or `failure`) with a `log_url` to the task; a `push` gets
 //! commit statuses (`pending`, then `success` or `failure`) with the context
-//! `kiln/deploy (<environment>)` and a `target_url` to the task.
+//! `kiln/deploy (<environment>)` and a `target_url` to the task. On a deploy
+//! lane, a waiting request is `queued` (a commit: `pending`), and a
+//! superseded one `inactive` (a commit: `error`).
 //!
 //! A status that is already final for the task is never overwritten: that
 //! makes a duplicate "task stopped" event, or a late retry of the start, a
@@ -31,9 +33,13 @@ const USER_AGENT: &str = "kiln-deploy-exec";
 /// Where a deployment stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeployState {
+    /// Waiting behind the lane's running deployment.
+    Queued,
     InProgress,
     Success,
     Failure,
+    /// A newer request on the lane won: this one never deploys.
+    Superseded,
 }
 
 /// One status to report.
@@ -72,9 +78,11 @@ impl StatusUpdate {
         match self.deployment_id {
             Some(_) => {
                 let state = match self.state {
+                    DeployState::Queued => "queued",
                     DeployState::InProgress => "in_progress",
                     DeployState::Success => "success",
                     DeployState::Failure => "failure",
+                    DeployState::Superseded => "inactive",
                 };
                 let mut body = serde_json::json!({ "state": state, "description": description });
                 if let Some(url) = &self.task_url {
@@ -84,9 +92,10 @@ impl StatusUpdate {
             }
             None => {
                 let state = match self.state {
-                    DeployState::InProgress => "pending",
+                    DeployState::Queued | DeployState::InProgress => "pending",
                     DeployState::Success => "success",
                     DeployState::Failure => "failure",
+                    DeployState::Superseded => "error",
                 };
                 let mut body = serde_json::json!({
                     "state": state,
@@ -468,6 +477,11 @@ mod tests {
             update(None, DeployState::Failure).body()["state"],
             "failure"
         );
+        assert_eq!(update(None, DeployState::Queued).body()["state"], "pending");
+        assert_eq!(
+            update(None, DeployState::Superseded).body()["state"],
+            "error"
+        );
     }
 
     #[test]
@@ -484,6 +498,14 @@ mod tests {
         assert_eq!(
             update(Some(42), DeployState::Success).body()["state"],
             "success"
+        );
+        assert_eq!(
+            update(Some(42), DeployState::Queued).body()["state"],
+            "queued"
+        );
+        assert_eq!(
+            update(Some(42), DeployState::Superseded).body()["state"],
+            "inactive"
         );
     }
 

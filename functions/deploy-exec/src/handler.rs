@@ -8,6 +8,12 @@
 //! - An EventBridge "ECS Task State Change" for a stopped kiln task: the
 //!   deployment's end is reported to GitHub.
 //!
+//! With deploy lanes (`LANES_TABLE`), a request starts its task only when
+//! its lane is free, and a stopped task frees its lane and starts the
+//! lane's next request ([`lane_flow`](crate::lane_flow)). Each step's
+//! [`LaneOutcome`] lists what happened, and [`report_lane`] reports every
+//! part of it.
+//!
 //! Anything else fails with `UnsupportedEvent`.
 
 use kiln::events::eventbridge::ECS_TASK_STATE_CHANGE;
@@ -20,6 +26,9 @@ use tracing::Instrument;
 use crate::completion::{Completion, TaskIdentity, completion, short_sha};
 use crate::config::Config;
 use crate::github::{DeployState, DeploymentReporter, ReportError, ReportOutcome, StatusUpdate};
+use crate::lane_flow::{Lane, LaneError, LaneOutcome, StartFailure};
+use crate::lane_store::{DynamoLaneStore, LaneStore};
+use crate::lanes::{Queued, Superseded};
 use crate::runner::{DescribeError, RunTaskError, StartedTask, TaskRunner};
 use crate::task_request::{self, TaskRequestError};
 
@@ -32,14 +41,32 @@ pub mod metric {
     pub const DEPLOYS_FAILED: &str = "DeploysFailed";
     pub const GITHUB_REPORT_FAILURES: &str = "GitHubReportFailures";
     pub const UNRECOGNISED_TASKS: &str = "UnrecognisedTasks";
+    /// Requests that wait behind their lane's running deployment.
+    pub const DEPLOYS_QUEUED: &str = "DeploysQueued";
+    /// Requests that will never deploy: a newer one on their lane won.
+    pub const DEPLOYS_SUPERSEDED: &str = "DeploysSuperseded";
 }
 
 /// What the handler works with, built once per process.
-pub struct Deps<R, G> {
+pub struct Deps<R, G, S = DynamoLaneStore> {
     pub config: Config,
     pub runner: R,
     pub reporter: G,
     pub metrics: Metrics,
+    /// The deploy lanes; `None` (no `LANES_TABLE`) starts every request
+    /// at once.
+    pub lanes: Option<S>,
+}
+
+impl<R: TaskRunner, G, S: LaneStore> Deps<R, G, S> {
+    fn lane<'a>(&'a self, store: &'a S) -> Lane<'a, S, R> {
+        Lane {
+            store,
+            runner: &self.runner,
+            config: &self.config,
+            now: time::OffsetDateTime::now_utc,
+        }
+    }
 }
 
 /// Why one SNS record could not start its deployment.
@@ -51,6 +78,23 @@ pub enum StartError {
     Request(#[from] TaskRequestError),
     #[error(transparent)]
     RunTask(#[from] RunTaskError),
+    #[error(transparent)]
+    Lane(#[from] LaneError),
+    #[error("posting the superseded status of {delivery_id}: {error}")]
+    SupersededReport {
+        delivery_id: String,
+        #[source]
+        error: ReportError,
+    },
+}
+
+impl From<StartFailure> for StartError {
+    fn from(failure: StartFailure) -> Self {
+        match failure {
+            StartFailure::Request(err) => StartError::Request(err),
+            StartFailure::RunTask(err) => StartError::RunTask(err),
+        }
+    }
 }
 
 impl StartError {
@@ -59,6 +103,9 @@ impl StartError {
             StartError::InvalidRequest(_) => "InvalidDeployRequest",
             StartError::Request(TaskRequestError::OverridesTooLarge { .. }) => "OverridesTooLarge",
             StartError::RunTask(_) => "RunTaskFailed",
+            StartError::Lane(LaneError::Liveness(_)) => "TaskLookupFailed",
+            StartError::Lane(_) => "LaneStoreFailed",
+            StartError::SupersededReport { .. } => "GitHubReportFailed",
         }
     }
 }
@@ -85,6 +132,8 @@ pub enum HandlerError {
     TaskLookup(#[from] DescribeError),
     #[error("reporting the end of the deployment failed: {0}")]
     Report(#[source] ReportError),
+    #[error("the deployment's end is reported, but its lane is not settled: {0}")]
+    Lane(#[source] StartError),
 }
 
 impl KilnError for HandlerError {
@@ -96,6 +145,7 @@ impl KilnError for HandlerError {
                 .map_or("RecordFailed", |f| f.error.error_type()),
             HandlerError::TaskLookup(_) => "TaskLookupFailed",
             HandlerError::Report(_) => "GitHubReportFailed",
+            HandlerError::Lane(err) => err.error_type(),
         }
     }
 }
@@ -107,8 +157,8 @@ impl From<HandlerError> for lambda_runtime::Diagnostic {
 }
 
 /// Handles one invocation.
-pub async fn handle<R: TaskRunner, G: DeploymentReporter>(
-    deps: &Deps<R, G>,
+pub async fn handle<R: TaskRunner, G: DeploymentReporter, S: LaneStore>(
+    deps: &Deps<R, G, S>,
     event: Value,
 ) -> Result<Value, HandlerError> {
     match Inbound::from_value(event).map_err(|e| HandlerError::UnsupportedEvent(e.to_string()))? {
@@ -136,8 +186,8 @@ pub async fn handle<R: TaskRunner, G: DeploymentReporter>(
     }
 }
 
-async fn start_deployments<R: TaskRunner, G: DeploymentReporter>(
-    deps: &Deps<R, G>,
+async fn start_deployments<R: TaskRunner, G: DeploymentReporter, S: LaneStore>(
+    deps: &Deps<R, G, S>,
     event: &sns::SnsEvent,
 ) -> Result<Value, HandlerError> {
     if event.records.is_empty() {
@@ -169,15 +219,32 @@ async fn start_deployments<R: TaskRunner, G: DeploymentReporter>(
     }
 }
 
-async fn start_one<R: TaskRunner, G: DeploymentReporter>(
-    deps: &Deps<R, G>,
+async fn start_one<R: TaskRunner, G: DeploymentReporter, S: LaneStore>(
+    deps: &Deps<R, G, S>,
     record: &sns::SnsRecord,
 ) -> Result<Value, StartError> {
     let request =
         DeployRequest::from_json(&record.sns.message).map_err(StartError::InvalidRequest)?;
     tracing::Span::current().record("delivery_id", request.delivery_id.as_str());
     let task_request = task_request::build(&request, &deps.config)?;
+    if let Some(store) = &deps.lanes {
+        // Boxed: the lane's steps are a deep future, kept off the stack of
+        // every invocation's future.
+        let outcome = Box::pin(deps.lane(store).request(&request)).await?;
+        Box::pin(report_lane(deps, store, &outcome)).await?;
+        return Ok(outcome.to_json());
+    }
     let started = deps.runner.run_task(&task_request).await?;
+    log_start(deps, &request, &started);
+    report_start(deps, &request, &started).await;
+    Ok(json!({
+        "delivery_id": request.delivery_id,
+        "task_arn": started.task_arn,
+        "already_started": started.already_started,
+    }))
+}
+
+fn log_start<R, G, S>(deps: &Deps<R, G, S>, request: &DeployRequest, started: &StartedTask) {
     if started.already_started {
         deps.metrics.count(metric::DEPLOYS_ALREADY_STARTED, 1);
         tracing::info!(task_arn = %started.task_arn, "the task of this delivery was already started");
@@ -193,19 +260,13 @@ async fn start_one<R: TaskRunner, G: DeploymentReporter>(
             "deploy task started"
         );
     }
-    report_start(deps, &request, &started).await;
-    Ok(json!({
-        "delivery_id": request.delivery_id,
-        "task_arn": started.task_arn,
-        "already_started": started.already_started,
-    }))
 }
 
 /// Tells GitHub the deployment is under way. A failure here is logged and
 /// counted, never returned: the task is running, and failing the
 /// invocation would only retry a start that worked.
-async fn report_start<R: TaskRunner, G: DeploymentReporter>(
-    deps: &Deps<R, G>,
+async fn report_start<R: TaskRunner, G: DeploymentReporter, S: LaneStore>(
+    deps: &Deps<R, G, S>,
     request: &DeployRequest,
     started: &StartedTask,
 ) {
@@ -228,7 +289,7 @@ async fn report_start<R: TaskRunner, G: DeploymentReporter>(
     log_report(deps, &deps.reporter.report(&update).await);
 }
 
-fn log_report<R, G>(deps: &Deps<R, G>, result: &Result<ReportOutcome, ReportError>) {
+fn log_report<R, G, S>(deps: &Deps<R, G, S>, result: &Result<ReportOutcome, ReportError>) {
     match result {
         Ok(ReportOutcome::Posted) => tracing::info!("GitHub status posted"),
         Ok(ReportOutcome::AlreadyFinal) => {
@@ -244,8 +305,118 @@ fn log_report<R, G>(deps: &Deps<R, G>, result: &Result<ReportOutcome, ReportErro
     }
 }
 
-async fn finish_deployment<R: TaskRunner, G: DeploymentReporter>(
-    deps: &Deps<R, G>,
+/// Reports everything a lane step did: the started task, the queued
+/// request, and each superseded request (newly, or still unreported from
+/// an earlier invocation). A superseded status that cannot be posted, or a
+/// start that failed, fails the invocation, so Lambda retries it.
+async fn report_lane<R: TaskRunner, G: DeploymentReporter, S: LaneStore>(
+    deps: &Deps<R, G, S>,
+    store: &S,
+    outcome: &LaneOutcome,
+) -> Result<(), StartError> {
+    let lane = outcome.lane.as_str();
+    if let Some(reason) = outcome.unchanged {
+        tracing::info!(lane, reason, "the lane is unchanged");
+    }
+    if let Some((request, started)) = &outcome.started {
+        let span = tracing::info_span!("lane_start", lane, delivery_id = %request.delivery_id);
+        async {
+            log_start(deps, request, started);
+            report_start(deps, request, started).await;
+        }
+        .instrument(span)
+        .await;
+    }
+    if let Some(queued) = &outcome.queued {
+        report_queued(deps, lane, queued).await;
+    }
+    let mut posted = Vec::new();
+    let mut failure = None;
+    for (superseded, new) in outcome
+        .superseded
+        .iter()
+        .map(|s| (s, true))
+        .chain(outcome.unreported.iter().map(|s| (s, false)))
+    {
+        if new {
+            deps.metrics.count(metric::DEPLOYS_SUPERSEDED, 1);
+        }
+        match report_superseded(deps, lane, superseded).await {
+            Ok(()) => posted.push(superseded.request.delivery_id.clone()),
+            Err(error) => {
+                failure.get_or_insert(StartError::SupersededReport {
+                    delivery_id: superseded.request.delivery_id.clone(),
+                    error,
+                });
+            }
+        }
+    }
+    deps.lane(store).reported(lane, &posted).await?;
+    if let Some((request, start_failure)) = &outcome.failed_start {
+        tracing::error!(lane, delivery_id = %request.delivery_id, error = %start_failure, "the lane's next deployment did not start; the lane is back as it was");
+        return Err(start_failure.clone().into());
+    }
+    failure.map_or(Ok(()), Err)
+}
+
+/// The request waits behind its lane's running deployment: GitHub shows it
+/// pending (queued, for a deployment).
+async fn report_queued<R: TaskRunner, G: DeploymentReporter, S: LaneStore>(
+    deps: &Deps<R, G, S>,
+    lane: &str,
+    queued: &Queued,
+) {
+    deps.metrics.count(metric::DEPLOYS_QUEUED, 1);
+    let request = &queued.request;
+    tracing::info!(
+        lane,
+        delivery_id = %request.delivery_id,
+        sha = %request.sha,
+        behind_sha = %queued.behind_sha,
+        behind_task = queued.behind_task.as_deref().unwrap_or_default(),
+        "deploy request queued behind the lane's running deployment"
+    );
+    let update = lane_status(request, DeployState::Queued, queued.description());
+    log_report(deps, &deps.reporter.report(&update).await);
+}
+
+/// One superseded request: it will never deploy. This is where each
+/// superseded delivery is told (GitHub: a commit status `error`, or a
+/// deployment status `inactive`).
+async fn report_superseded<R: TaskRunner, G: DeploymentReporter, S: LaneStore>(
+    deps: &Deps<R, G, S>,
+    lane: &str,
+    superseded: &Superseded,
+) -> Result<(), ReportError> {
+    let request = &superseded.request;
+    tracing::info!(
+        lane,
+        delivery_id = %request.delivery_id,
+        sha = %request.sha,
+        by_delivery = %superseded.by_delivery,
+        by_sha = %superseded.by_sha,
+        "deploy request superseded by a newer one on its lane"
+    );
+    let update = lane_status(request, DeployState::Superseded, superseded.description());
+    let result = deps.reporter.report(&update).await;
+    log_report(deps, &result);
+    result.map(drop)
+}
+
+fn lane_status(request: &DeployRequest, state: DeployState, description: String) -> StatusUpdate {
+    StatusUpdate {
+        repository: request.repository.clone(),
+        sha: request.sha.clone(),
+        environment: request.environment.clone(),
+        deployment_id: request.deployment_id,
+        state,
+        description,
+        task_url: None,
+    }
+}
+
+async fn finish_deployment<R: TaskRunner, G: DeploymentReporter, S: LaneStore>(
+    deps: &Deps<R, G, S>,
     task: &ecs::TaskStateChange,
     task_arn: &str,
 ) -> Result<Value, HandlerError> {
@@ -297,6 +468,11 @@ async fn finish_deployment<R: TaskRunner, G: DeploymentReporter>(
         detail = %detail,
         "deployment finished"
     );
+    // The lane first: its next deployment must not wait on GitHub.
+    let lane = match &deps.lanes {
+        Some(store) => Some(Box::pin(free_lane(deps, store, &identity, task_arn)).await),
+        None => None,
+    };
     let update = StatusUpdate {
         description: identity.describe(state, &detail),
         repository: identity.repository,
@@ -323,7 +499,9 @@ async fn finish_deployment<R: TaskRunner, G: DeploymentReporter>(
             1,
         );
     }
+    let lane = lane.transpose().map_err(HandlerError::Lane)?;
     Ok(json!({
+        "lane": lane,
         "reported": match outcome {
             ReportOutcome::Posted => "posted",
             ReportOutcome::AlreadyFinal => "already_final",
@@ -332,6 +510,26 @@ async fn finish_deployment<R: TaskRunner, G: DeploymentReporter>(
         "success": state == DeployState::Success,
         "description": update.description,
     }))
+}
+
+/// Frees the stopped task's lane and starts the lane's next deployment.
+async fn free_lane<R: TaskRunner, G: DeploymentReporter, S: LaneStore>(
+    deps: &Deps<R, G, S>,
+    store: &S,
+    identity: &TaskIdentity,
+    task_arn: &str,
+) -> Result<Value, StartError> {
+    let outcome = deps
+        .lane(store)
+        .stop(
+            &identity.repository,
+            &identity.environment,
+            task_arn,
+            identity.delivery_id.as_deref(),
+        )
+        .await?;
+    report_lane(deps, store, &outcome).await?;
+    Ok(outcome.to_json())
 }
 
 #[cfg(test)]
@@ -348,6 +546,7 @@ mod tests {
             runner: FakeRunner::new(),
             reporter: FakeReporter::default(),
             metrics: Metrics::in_memory("deploy-exec"),
+            lanes: None,
         }
     }
 
@@ -553,5 +752,303 @@ mod tests {
             "{}",
             update.description
         );
+    }
+
+    // --- deploy lanes ---------------------------------------------------------
+
+    use crate::lane_store::fake::InMemoryLaneStore;
+    use crate::lanes::lane_key;
+
+    const LANE: &str = "Codertocat/Hello-World#production";
+
+    fn lane_deps() -> Deps<FakeRunner, FakeReporter, InMemoryLaneStore> {
+        let deps = Deps {
+            config: config(),
+            runner: FakeRunner::new(),
+            reporter: FakeReporter::default(),
+            metrics: Metrics::in_memory("deploy-exec"),
+            lanes: Some(InMemoryLaneStore::new()),
+        };
+        deps.runner.set_details(Ok(Some(TaskDetails {
+            last_status: Some("RUNNING".into()),
+            ..TaskDetails::default()
+        })));
+        deps
+    }
+
+    /// A push to the lane, `second` seconds after the first one.
+    fn push(delivery: &str, second: i64, digit: char) -> DeployRequest {
+        let mut r = request();
+        r.delivery_id = delivery.into();
+        r.event = kiln::DeployEvent::Push;
+        r.deployment_id = None;
+        r.sha = digit.to_string().repeat(40);
+        r.event_at = Some(r.requested_at + time::Duration::seconds(second));
+        r
+    }
+
+    fn store(deps: &Deps<FakeRunner, FakeReporter, InMemoryLaneStore>) -> &InMemoryLaneStore {
+        deps.lanes.as_ref().unwrap()
+    }
+
+    /// A stop event for the Nth task the fake runner started.
+    fn stopped(task: usize, delivery: &str) -> Value {
+        let mut event = fixture("synthetic/deploy-task-stopped-exit0.json");
+        let arn = format!("arn:aws:ecs:us-east-1:123456789012:task/kiln/task{task}");
+        event["detail"]["taskArn"] = arn.clone().into();
+        event["resources"] = json!([arn]);
+        for var in event["detail"]["overrides"]["containerOverrides"][0]["environment"]
+            .as_array_mut()
+            .unwrap()
+        {
+            if var["name"] == "DELIVERY_ID" {
+                var["value"] = delivery.into();
+            }
+        }
+        event
+    }
+
+    #[tokio::test]
+    async fn lanes_run_one_deployment_at_a_time_and_the_newest_waits() {
+        let deps = lane_deps();
+        assert_eq!(lane_key("Codertocat/Hello-World", "production"), LANE);
+        // The first push starts; the second waits, pending on GitHub.
+        handle(&deps, sns(&[&push("d1", 0, '1').to_json()]))
+            .await
+            .unwrap();
+        let out = handle(&deps, sns(&[&push("d2", 1, '2').to_json()]))
+            .await
+            .unwrap();
+        assert_eq!(out["started"][0]["queued"], "d2");
+        assert_eq!(deps.runner.requests().len(), 1);
+        let updates = deps.reporter.updates();
+        assert_eq!(updates[1].state, DeployState::Queued);
+        assert_eq!(updates[1].sha, "2".repeat(40));
+        assert_eq!(
+            updates[1].description,
+            "Queued behind 1111111, which is deploying to production"
+        );
+        // A third: the second is superseded, the third waits.
+        let out = handle(&deps, sns(&[&push("d3", 2, '3').to_json()]))
+            .await
+            .unwrap();
+        assert_eq!(out["started"][0]["superseded"], json!(["d2"]));
+        let updates = deps.reporter.updates();
+        let superseded = updates
+            .iter()
+            .find(|u| u.state == DeployState::Superseded)
+            .unwrap();
+        assert_eq!(superseded.sha, "2".repeat(40));
+        assert!(superseded.description.starts_with("Superseded by 3333333"));
+        assert!(store(&deps).lane(LANE).unreported.is_empty());
+        // The first task stops: the lane starts the third.
+        let out = handle(&deps, stopped(1, "d1")).await.unwrap();
+        assert_eq!(out["lane"]["started"]["delivery_id"], "d3");
+        let requests = deps.runner.requests();
+        assert_eq!(requests.len(), 2);
+        assert_eq!(requests[1].started_by, "kiln/d3");
+        let lane = store(&deps).lane(LANE);
+        let running = lane.running.unwrap();
+        assert_eq!(running.request.delivery_id, "d3");
+        assert_eq!(
+            running.task_arn.as_deref(),
+            Some("arn:aws:ecs:us-east-1:123456789012:task/kiln/task2")
+        );
+        assert_eq!(lane.next, None);
+        assert_eq!(deps.metrics.total(metric::DEPLOYS_QUEUED), 2.0);
+        assert_eq!(deps.metrics.total(metric::DEPLOYS_SUPERSEDED), 1.0);
+        assert_eq!(deps.metrics.total(metric::DEPLOYS_STARTED), 2.0);
+        // An older request, even on a free lane, never deploys.
+        handle(&deps, stopped(2, "d3")).await.unwrap();
+        let out = handle(&deps, sns(&[&push("d0", -5, '0').to_json()]))
+            .await
+            .unwrap();
+        assert_eq!(out["started"][0]["superseded"], json!(["d0"]));
+        assert_eq!(deps.runner.requests().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_deployment_is_queued_and_made_inactive() {
+        let deps = lane_deps();
+        handle(&deps, sns(&[&push("d1", 0, '1').to_json()]))
+            .await
+            .unwrap();
+        let mut deployment = push("d2", 1, '2');
+        deployment.event = kiln::DeployEvent::Deployment;
+        deployment.deployment_id = Some(7);
+        handle(&deps, sns(&[&deployment.to_json()])).await.unwrap();
+        handle(&deps, sns(&[&push("d3", 2, '3').to_json()]))
+            .await
+            .unwrap();
+        let updates = deps.reporter.updates();
+        let for_deployment: Vec<_> = updates
+            .iter()
+            .filter(|u| u.deployment_id == Some(7))
+            .collect();
+        assert_eq!(for_deployment[0].body()["state"], "queued");
+        assert_eq!(for_deployment[1].body()["state"], "inactive");
+    }
+
+    #[tokio::test]
+    async fn redeliveries_post_nothing_twice() {
+        let deps = lane_deps();
+        handle(&deps, sns(&[&push("d1", 0, '1').to_json()]))
+            .await
+            .unwrap();
+        handle(&deps, sns(&[&push("d2", 1, '2').to_json()]))
+            .await
+            .unwrap();
+        let posted = deps.reporter.updates().len();
+        for delivery in [push("d1", 0, '1'), push("d2", 1, '2')] {
+            let out = handle(&deps, sns(&[&delivery.to_json()])).await.unwrap();
+            assert!(out["started"][0]["unchanged"].is_string(), "{out}");
+        }
+        assert_eq!(deps.reporter.updates().len(), posted);
+        assert_eq!(deps.runner.requests().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn lost_writes_are_retried_inside_the_invocation() {
+        let deps = lane_deps();
+        store(&deps).lose_next_writes(5);
+        handle(&deps, sns(&[&push("d1", 0, '1').to_json()]))
+            .await
+            .unwrap();
+        assert_eq!(deps.runner.requests().len(), 1);
+        assert!(store(&deps).lane(LANE).running.is_some());
+    }
+
+    #[tokio::test]
+    async fn a_write_whose_reply_was_lost_is_recognised_as_ours() {
+        let deps = lane_deps();
+        store(&deps).lose_next_replies(1);
+        handle(&deps, sns(&[&push("d1", 0, '1').to_json()]))
+            .await
+            .unwrap();
+        handle(&deps, sns(&[&push("d2", 1, '2').to_json()]))
+            .await
+            .unwrap();
+        // The stop's claim of d2 is applied, its reply lost: d2 still starts.
+        store(&deps).lose_next_replies(1);
+        let out = handle(&deps, stopped(1, "d1")).await.unwrap();
+        assert_eq!(out["lane"]["started"]["delivery_id"], "d2");
+        let running = store(&deps).lane(LANE).running.unwrap();
+        assert_eq!(running.request.delivery_id, "d2");
+        assert!(running.task_arn.is_some());
+    }
+
+    #[tokio::test]
+    async fn a_failed_run_task_leaves_the_lane_as_it_was() {
+        let deps = lane_deps();
+        deps.runner
+            .answer(Err(RunTaskError::Api("ThrottlingException".into())));
+        let err = handle(&deps, sns(&[&push("d1", 0, '1').to_json()]))
+            .await
+            .unwrap_err();
+        assert_eq!(err.error_type(), "RunTaskFailed");
+        let lane = store(&deps).lane(LANE);
+        assert_eq!((lane.running, lane.next, lane.latest), (None, None, None));
+        // Lambda's retry starts it.
+        handle(&deps, sns(&[&push("d1", 0, '1').to_json()]))
+            .await
+            .unwrap();
+        assert_eq!(
+            store(&deps).lane(LANE).running.unwrap().request.delivery_id,
+            "d1"
+        );
+        // On the stop path, the next one waits again, and the stop fails.
+        handle(&deps, sns(&[&push("d2", 1, '2').to_json()]))
+            .await
+            .unwrap();
+        deps.runner
+            .answer(Err(RunTaskError::Api("ServerException".into())));
+        let err = handle(&deps, stopped(2, "d1")).await.unwrap_err();
+        assert_eq!(err.error_type(), "RunTaskFailed");
+        let lane = store(&deps).lane(LANE);
+        assert_eq!(lane.running, None);
+        assert_eq!(lane.next.unwrap().delivery_id, "d2");
+        // The retried stop starts it.
+        let out = handle(&deps, stopped(2, "d1")).await.unwrap();
+        assert_eq!(out["lane"]["started"]["delivery_id"], "d2");
+    }
+
+    #[tokio::test]
+    async fn a_stopped_or_unknown_task_does_not_hold_the_lane() {
+        let deps = lane_deps();
+        handle(&deps, sns(&[&push("d1", 0, '1').to_json()]))
+            .await
+            .unwrap();
+        // The stop event is lost; ECS says the task is STOPPED.
+        deps.runner.set_details(Ok(Some(TaskDetails {
+            last_status: Some("STOPPED".into()),
+            ..TaskDetails::default()
+        })));
+        let out = handle(&deps, sns(&[&push("d2", 1, '2').to_json()]))
+            .await
+            .unwrap();
+        assert_eq!(out["started"][0]["started"]["delivery_id"], "d2");
+        // ECS no longer knows the task.
+        deps.runner.set_details(Ok(None));
+        let out = handle(&deps, sns(&[&push("d3", 2, '3').to_json()]))
+            .await
+            .unwrap();
+        assert_eq!(out["started"][0]["started"]["delivery_id"], "d3");
+        // ECS cannot answer: the invocation fails, the lane is unchanged.
+        deps.runner.set_details(Err(DescribeError {
+            task_arn: "t".into(),
+            message: "ThrottlingException".into(),
+        }));
+        let before = store(&deps).lane(LANE);
+        let err = handle(&deps, sns(&[&push("d4", 3, '4').to_json()]))
+            .await
+            .unwrap_err();
+        assert_eq!(err.error_type(), "TaskLookupFailed");
+        assert_eq!(store(&deps).lane(LANE), before);
+    }
+
+    #[tokio::test]
+    async fn a_superseded_status_that_fails_is_posted_by_the_next_invocation() {
+        let deps = lane_deps();
+        handle(&deps, sns(&[&push("d1", 0, '1').to_json()]))
+            .await
+            .unwrap();
+        handle(&deps, sns(&[&push("d2", 1, '2').to_json()]))
+            .await
+            .unwrap();
+        // d3's queued status is posted; d2's superseded status is not.
+        deps.reporter.answer(Ok(ReportOutcome::Posted));
+        deps.reporter.answer(Err(ReportError {
+            method: "POST",
+            path: "/x".into(),
+            message: "answered 502".into(),
+        }));
+        let err = handle(&deps, sns(&[&push("d3", 2, '3').to_json()]))
+            .await
+            .unwrap_err();
+        assert_eq!(err.error_type(), "GitHubReportFailed");
+        assert_eq!(store(&deps).lane(LANE).unreported.len(), 1);
+        // Lambda's retry: d3 already waits, and d2's status is posted.
+        handle(&deps, sns(&[&push("d3", 2, '3').to_json()]))
+            .await
+            .unwrap();
+        let updates = deps.reporter.updates();
+        let d2: Vec<_> = updates.iter().filter(|u| u.sha == "2".repeat(40)).collect();
+        assert_eq!(d2.last().unwrap().state, DeployState::Superseded);
+        assert!(store(&deps).lane(LANE).unreported.is_empty());
+        assert_eq!(deps.metrics.total(metric::DEPLOYS_SUPERSEDED), 1.0);
+    }
+
+    #[tokio::test]
+    async fn lanes_are_independent() {
+        let deps = lane_deps();
+        handle(&deps, sns(&[&push("d1", 0, '1').to_json()]))
+            .await
+            .unwrap();
+        let mut staging = push("d2", 1, '2');
+        staging.environment = "staging".into();
+        let out = handle(&deps, sns(&[&staging.to_json()])).await.unwrap();
+        assert_eq!(out["started"][0]["lane"], "Codertocat/Hello-World#staging");
+        assert_eq!(out["started"][0]["started"]["delivery_id"], "d2");
+        assert_eq!(deps.runner.requests().len(), 2);
     }
 }

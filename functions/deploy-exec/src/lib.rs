@@ -9,6 +9,11 @@
 //! - [`github`]: the GitHub port and adapter (statuses, retries).
 //! - [`completion`]: how a stopped task ended, and whose it was.
 //! - [`console`]: the link to a task in the ECS console.
+//! - [`lanes`]: the deploy lane rules (one deployment per repository and
+//!   environment at a time, the newest request wins).
+//! - [`lane_store`]: the lane store port and its DynamoDB adapter.
+//! - [`lane_flow`]: a request or a stopped task on its lane (read, ask ECS,
+//!   decide, write conditionally, start).
 //! - [`handler`]: the Lambda handler that ties them together.
 
 pub mod completion;
@@ -16,6 +21,9 @@ pub mod config;
 pub mod console;
 pub mod github;
 pub mod handler;
+pub mod lane_flow;
+pub mod lane_store;
+pub mod lanes;
 pub mod runner;
 pub mod task_request;
 

@@ -1,4 +1,5 @@
 use deploy_exec::github::{GitHubReporter, RetryPolicy};
+use deploy_exec::lane_store::DynamoLaneStore;
 use deploy_exec::runner::EcsTaskRunner;
 use deploy_exec::{Config, Deps, handle};
 use kiln::aws::LazySdkConfig;
@@ -22,7 +23,12 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         let fetcher = SecretsManagerFetcher::new(sdk.client(aws_sdk_secretsmanager::Client::new));
         (arn, SecretCache::new(fetcher))
     });
+    let lanes = config
+        .lanes_table
+        .as_deref()
+        .map(|table| DynamoLaneStore::new(sdk.client(aws_sdk_dynamodb::Client::new), table));
     let deps = Deps {
+        lanes,
         reporter: GitHubReporter::trusting(
             &config.github_api_url,
             token,

@@ -241,7 +241,7 @@ fn describe_failure(failure: &aws_sdk_ecs::types::Failure) -> String {
 
 /// `Code: message` when the service said so, else the whole error chain
 /// (timeouts and connection failures put the cause several levels down).
-fn sdk_message<E, R>(err: &aws_sdk_ecs::error::SdkError<E, R>) -> String
+pub(crate) fn sdk_message<E, R>(err: &aws_sdk_ecs::error::SdkError<E, R>) -> String
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
     R: std::fmt::Debug + 'static,

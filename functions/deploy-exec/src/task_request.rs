@@ -216,6 +216,7 @@ pub(crate) mod tests {
             sender: "Codertocat".into(),
             deployment_id: Some(145988746),
             requested_at: time::macros::datetime!(2026-11-22 10:00:00 UTC),
+            event_at: None,
         }
     }
 
@@ -233,6 +234,7 @@ pub(crate) mod tests {
             task_environment: vec![("FURNACE_INSTANCE".into(), "prod".into())],
             github_token_secret_arn: None,
             github_api_url: "https://api.github.com".into(),
+            lanes_table: None,
         }
     }
 

@@ -49,6 +49,7 @@ fn deps(client: Client) -> Deps<EcsTaskRunner, GitHubReporter<FakeSecrets>> {
         reporter: GitHubReporter::new(&config.github_api_url, None, RetryPolicy::immediate(1)),
         runner: EcsTaskRunner::new(client),
         metrics: Metrics::in_memory("deploy-exec"),
+        lanes: None,
         config,
     }
 }
@@ -67,6 +68,7 @@ fn request(delivery_id: &str) -> DeployRequest {
         sender: "Codertocat".into(),
         deployment_id: None,
         requested_at: time::macros::datetime!(2026-11-22 10:00:00 UTC),
+        event_at: None,
     }
 }
 

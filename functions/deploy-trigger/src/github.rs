@@ -12,6 +12,10 @@ use serde::Deserialize;
 pub struct Repository {
     pub full_name: Option<String>,
     pub clone_url: Option<String>,
+    /// When the repository was last pushed to: epoch seconds in a `push`
+    /// payload, an RFC 3339 string in the others.
+    #[serde(default, deserialize_with = "github_time")]
+    pub pushed_at: Option<time::OffsetDateTime>,
 }
 
 /// `sender` or `pusher`.
@@ -88,6 +92,25 @@ pub struct Deployment {
     #[serde(rename = "ref")]
     pub git_ref: Option<String>,
     pub environment: Option<String>,
+    #[serde(default, deserialize_with = "github_time")]
+    pub created_at: Option<time::OffsetDateTime>,
+}
+
+/// A GitHub timestamp, as epoch seconds or an RFC 3339 string. Anything
+/// else (null, a malformed value) reads as absent: the time only orders
+/// deployments, and the request's own time stands in for it.
+fn github_time<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<time::OffsetDateTime>, D::Error> {
+    Ok(match serde_json::Value::deserialize(deserializer)? {
+        serde_json::Value::Number(n) => n
+            .as_i64()
+            .and_then(|s| time::OffsetDateTime::from_unix_timestamp(s).ok()),
+        serde_json::Value::String(s) => {
+            time::OffsetDateTime::parse(&s, &time::format_description::well_known::Rfc3339).ok()
+        }
+        _ => None,
+    })
 }
 
 /// The body is not a JSON object of the expected shape.
@@ -161,6 +184,11 @@ mod tests {
         let head = push.head_commit.unwrap();
         assert_eq!(head.message.as_deref(), Some("Initial commit"));
         assert_eq!(head.files().collect::<Vec<_>>(), ["README.md"]);
+        // A push payload gives pushed_at in epoch seconds.
+        assert_eq!(
+            repository.pushed_at,
+            Some(time::macros::datetime!(2019-05-15 15:20:57 UTC))
+        );
 
         let deletion: PushEvent = parse("push", &fixture("push/payload.json")).unwrap();
         assert!(deletion.is_deletion());
@@ -180,6 +208,15 @@ mod tests {
             Some("f95f852bd8fca8fcc58a9a2d6c842781e32a215e")
         );
         assert_eq!(deployment.git_ref.as_deref(), Some("master"));
+        assert_eq!(
+            deployment.created_at,
+            Some(time::macros::datetime!(2019-05-15 15:20:53 UTC))
+        );
+        // Elsewhere, pushed_at is an RFC 3339 string.
+        assert_eq!(
+            event.repository.unwrap().pushed_at,
+            Some(time::macros::datetime!(2019-05-15 15:20:52 UTC))
+        );
     }
 
     #[test]
@@ -192,6 +229,10 @@ mod tests {
     #[test]
     fn nulls_and_missing_fields_are_tolerated_but_non_objects_are_not() {
         let push: PushEvent = parse("push", br#"{"ref":null,"repository":null}"#).unwrap();
+        let odd: Repository = serde_json::from_str(r#"{"pushed_at":"yesterday"}"#).unwrap();
+        assert_eq!(odd.pushed_at, None);
+        let null: Deployment = serde_json::from_str(r#"{"created_at":null}"#).unwrap();
+        assert_eq!(null.created_at, None);
         assert!(push.git_ref.is_none() && push.repository.is_none());
         assert!(parse::<AnyEvent>("ping", b"[null]").is_err());
         assert!(parse::<AnyEvent>("ping", b"null").is_err());

@@ -336,6 +336,7 @@ fn decide_push(
         field,
     };
     let repository = push.repository.clone().unwrap_or_default();
+    let event_at = repository.pushed_at;
     let full_name = repository
         .full_name
         .clone()
@@ -388,6 +389,7 @@ fn decide_push(
         sender,
         deployment_id: None,
         requested_at: now,
+        event_at,
     })))
 }
 
@@ -441,6 +443,7 @@ fn decide_deployment(
         sender,
         deployment_id: Some(id),
         requested_at: now,
+        event_at: deployment.created_at,
     })))
 }
 

@@ -56,6 +56,16 @@ pub struct DeployRequest {
     pub deployment_id: Option<u64>,
     #[serde(with = "time::serde::rfc3339")]
     pub requested_at: OffsetDateTime,
+    /// When GitHub says the event happened: `repository.pushed_at` for a
+    /// push, `deployment.created_at` for a deployment. It orders requests
+    /// on a deploy lane (the newest wins). Optional, and left out of the
+    /// JSON when absent, so a request without it reads as before.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "time::serde::rfc3339::option"
+    )]
+    pub event_at: Option<OffsetDateTime>,
 }
 
 impl DeployRequest {
@@ -105,6 +115,12 @@ impl DeployRequest {
         Ok(())
     }
 
+    /// The time that orders this request against others on its lane:
+    /// `event_at`, or `requested_at` when GitHub gave no time.
+    pub fn ordered_at(&self) -> OffsetDateTime {
+        self.event_at.unwrap_or(self.requested_at)
+    }
+
     /// The short name of the ref: `main` for `refs/heads/main`, `v1.2.0`
     /// for `refs/tags/v1.2.0`.
     pub fn short_ref(&self) -> &str {
@@ -138,6 +154,7 @@ mod tests {
             sender: "Codertocat".into(),
             deployment_id: None,
             requested_at: time::macros::datetime!(2026-11-22 10:00:00 UTC),
+            event_at: None,
         }
     }
 
@@ -185,6 +202,33 @@ mod tests {
         );
         v["version"] = 1.into();
         v["extra"] = true.into();
+        assert!(DeployRequest::from_json(&v.to_string()).is_err());
+    }
+
+    #[test]
+    fn event_at_is_optional_and_orders_the_request() {
+        // Absent: not written, and requested_at orders the request.
+        let json = sample().to_json();
+        assert!(!json.contains("event_at"), "{json}");
+        assert_eq!(sample().ordered_at(), sample().requested_at);
+        // Present: RFC 3339, read back, and it wins over requested_at.
+        let mut r = sample();
+        r.event_at = Some(time::macros::datetime!(2026-11-22 09:59:58 UTC));
+        let v: serde_json::Value = serde_json::from_str(&r.to_json()).unwrap();
+        assert_eq!(v["event_at"], "2026-11-22T09:59:58Z");
+        let back = DeployRequest::from_json(&r.to_json()).unwrap();
+        assert_eq!(back, r);
+        assert_eq!(back.ordered_at(), r.event_at.unwrap());
+        // Any RFC 3339 offset is accepted; not RFC 3339 is rejected.
+        let mut v = v;
+        v["event_at"] = "2026-11-22T11:59:58+02:00".into();
+        assert_eq!(
+            DeployRequest::from_json(&v.to_string())
+                .unwrap()
+                .ordered_at(),
+            r.event_at.unwrap()
+        );
+        v["event_at"] = 1557933657.into();
         assert!(DeployRequest::from_json(&v.to_string()).is_err());
     }
 

@@ -31,6 +31,7 @@ pub async fn run(kiln: &LocalKiln, story: &mut Story) -> DemoIds {
     redelivery(kiln, story, &mut ids).await;
     bad_signature(kiln, story).await;
     deployment_end(kiln, story, &ids).await;
+    lanes(kiln, story).await;
     crash(kiln, story).await;
     alarm(kiln, story).await;
     ids
@@ -103,8 +104,11 @@ async fn signed_push(kiln: &LocalKiln, story: &mut Story, ids: &mut DemoIds) {
         .await;
     let outcome = handled.first().and_then(|d| d.outcome.clone());
     let task_arn = match &outcome {
-        Some(Ok(answer)) => answer["started"][0]["task_arn"]
+        // On a lane the record's outcome names the started task under
+        // `started`; without lanes, it is the record's own `task_arn`.
+        Some(Ok(answer)) => answer["started"][0]["started"]["task_arn"]
             .as_str()
+            .or_else(|| answer["started"][0]["task_arn"].as_str())
             .map(str::to_string),
         _ => None,
     };
@@ -211,7 +215,10 @@ async fn redelivery(kiln: &LocalKiln, story: &mut Story, ids: &mut DemoIds) {
         .iter()
         .filter_map(|c| c.client_token.as_deref())
         .collect();
-    let same_token = tokens.len() == 2 && tokens[0] == tokens[1];
+    // The lane already runs this delivery: deploy-exec changes nothing and
+    // calls RunTask no second time (were it to, the same clientToken
+    // would make ECS answer with the first task).
+    let one_call = calls.len() == 1 && tokens.len() == 1;
     let second = calls.get(1).map(|c| match &c.outcome {
         RunTaskOutcome::Replayed(_) => "the first answer again",
         RunTaskOutcome::Conflict(_) => "ConflictException naming the first task",
@@ -219,10 +226,12 @@ async fn redelivery(kiln: &LocalKiln, story: &mut Story, ids: &mut DemoIds) {
         RunTaskOutcome::Failed(_) => "a failure",
     });
     story.say(&format!(
-        "RunTask calls for {started_by}: {} with clientToken {}; ECS answered the second with {}",
+        "RunTask calls for {started_by}: {} with clientToken {}{}",
         calls.len(),
         tokens.first().copied().unwrap_or("?"),
-        second.unwrap_or("nothing")
+        second.map_or(String::new(), |s| format!(
+            "; ECS answered the second with {s}"
+        ))
     ));
     // The redelivery is published again: deploy-exec is what keeps it
     // from starting a second task.
@@ -236,18 +245,15 @@ async fn redelivery(kiln: &LocalKiln, story: &mut Story, ids: &mut DemoIds) {
     let tasks = kiln.tasks_of_delivery(&delivery).await.unwrap_or_default();
     story.check(
         "redelivery",
-        "200, no second task (same clientToken)",
+        "200, no second task (the lane already runs this delivery)",
         &format!(
-            "{}, {} task, {}",
+            "{}, {} task, {} RunTask call{}",
             answer.status,
             tasks.len(),
-            if same_token {
-                "same clientToken"
-            } else {
-                "tokens differ"
-            }
+            calls.len(),
+            if calls.len() == 1 { "" } else { "s" }
         ),
-        answer.status == 200 && tasks.len() == 1 && same_token,
+        answer.status == 200 && tasks.len() == 1 && one_call,
     );
 }
 
@@ -308,6 +314,171 @@ async fn deployment_end(kiln: &LocalKiln, story: &mut Story, ids: &DemoIds) {
             .unwrap_or_else(|| answer.err().unwrap_or_else(|| "nothing posted".into())),
         success,
     );
+}
+
+/// Deploy lanes: one deployment per (repository, environment) at a time,
+/// and the newest push wins.
+async fn lanes(kiln: &LocalKiln, story: &mut Story) {
+    story.chapter("Deploy lanes: two pushes to main one second apart, then a third");
+    let fixture: Value = serde_json::from_slice(&fixture_bytes(PUSH_FIXTURE)).unwrap_or_default();
+    let pushed_at = fixture["repository"]["pushed_at"]
+        .as_i64()
+        .unwrap_or_default();
+    // Three commits pushed to main after the first chapter's.
+    let pushes: Vec<(String, String)> = (1..=3)
+        .map(|n| {
+            let mut payload = fixture.clone();
+            let sha = format!("{:07x}{}", 0xa11ce00 + n, "e".repeat(33));
+            payload["ref"] = "refs/heads/main".into();
+            payload["after"] = sha.clone().into();
+            payload["head_commit"]["id"] = sha.clone().into();
+            payload["repository"]["pushed_at"] = (pushed_at + 100 + n as i64).into();
+            (sha, payload.to_string())
+        })
+        .collect();
+    let deliveries: Vec<String> = (0..3).map(|_| crate::process::uuid_like()).collect();
+    let mut handled = kiln.sns.deliveries_to("deploy-exec").len();
+    let mut push = |n: usize| {
+        let (sha, body) = pushes[n].clone();
+        let delivery = deliveries[n].clone();
+        handled += 1;
+        let count = handled;
+        async move {
+            let answer = kiln
+                .deliver_signed("push", &delivery, body.as_bytes())
+                .await;
+            let done = kiln
+                .sns
+                .wait_finished("deploy-exec", count, HANDLED_WITHIN)
+                .await;
+            let outcome = done
+                .get(count - 1)
+                .and_then(|d| d.outcome.clone())
+                .map_or_else(
+                    || "not invoked".to_string(),
+                    |o| o.map_or_else(|e| e.to_string(), |v| v.to_string()),
+                );
+            story_line(&sha, &delivery, answer.status, &outcome)
+        }
+    };
+    let first = push(0).await;
+    story.say(&first);
+    let second = push(1).await;
+    story.say(&second);
+    let tasks = |n: usize| {
+        let delivery = deliveries[n].clone();
+        async move {
+            kiln.tasks_of_delivery(&delivery)
+                .await
+                .unwrap_or_default()
+                .len()
+        }
+    };
+    let statuses = github_posts(kiln);
+    let state_of = |statuses: &[(String, Value)], n: usize| -> (String, String) {
+        statuses
+            .iter()
+            .rev()
+            .find(|(path, _)| path.ends_with(&pushes[n].0))
+            .map(|(_, body)| {
+                (
+                    body["state"].as_str().unwrap_or_default().to_string(),
+                    body["description"].as_str().unwrap_or_default().to_string(),
+                )
+            })
+            .unwrap_or_default()
+    };
+    let (state, description) = state_of(&statuses, 1);
+    story.say(&format!("GitHub, second push: {state} \"{description}\""));
+    let (first_tasks, second_tasks) = (tasks(0).await, tasks(1).await);
+    story.check(
+        "two pushes, one lane",
+        "one task, the second push queued",
+        &format!("{first_tasks} + {second_tasks} tasks, second push {state}"),
+        first_tasks == 1
+            && second_tasks == 0
+            && state == "pending"
+            && description.starts_with("Queued behind"),
+    );
+
+    story
+        .chapter("A third push while the first deploys: the second is superseded, the third waits");
+    let third = push(2).await;
+    story.say(&third);
+    let statuses = github_posts(kiln);
+    let (second_state, second_description) = state_of(&statuses, 1);
+    let (third_state, third_description) = state_of(&statuses, 2);
+    story.say(&format!(
+        "GitHub, second push: {second_state} \"{second_description}\""
+    ));
+    story.say(&format!(
+        "GitHub, third push: {third_state} \"{third_description}\""
+    ));
+    let third_tasks = tasks(2).await;
+    story.check(
+        "only the newest waits",
+        "second superseded, third queued",
+        &format!("second {second_state}, third {third_state}, {third_tasks} task for the third"),
+        second_state == "error"
+            && second_description.starts_with(&format!("Superseded by {}", &pushes[2].0[..7]))
+            && third_state == "pending"
+            && third_tasks == 0,
+    );
+
+    story.chapter("The first push's task stops: its lane starts the third");
+    let first_task = kiln
+        .tasks_of_delivery(&deliveries[0])
+        .await
+        .unwrap_or_default()
+        .first()
+        .and_then(|t| t.task_arn().map(str::to_string));
+    let Some(first_task) = first_task else {
+        story.check(
+            "lane freed",
+            "the third starts",
+            "the first push started no task",
+            false,
+        );
+        return;
+    };
+    story.say(&format!(
+        "EventBridge: ECS Task State Change, task {} STOPPED, exit code 0",
+        task_id(&first_task)
+    ));
+    let event = kiln.deploy_task_stopped_event(&first_task, &deliveries[0], 0);
+    let answer = kiln.invoke("deploy-exec", event).await;
+    story.say(&format!(
+        "deploy-exec: {}",
+        answer.as_ref().map_or_else(String::clone, Value::to_string)
+    ));
+    let third_tasks = tasks(2).await;
+    let started = answer.as_ref().ok().and_then(|a| {
+        a["lane"]["started"]["delivery_id"]
+            .as_str()
+            .map(str::to_string)
+    });
+    story.check(
+        "lane freed",
+        "the third starts",
+        &format!(
+            "{} started, {third_tasks} task for the third",
+            started
+                .as_deref()
+                .map_or("nothing", |d| if d == deliveries[2] {
+                    "the third"
+                } else {
+                    "another"
+                })
+        ),
+        third_tasks == 1 && started.as_deref() == Some(deliveries[2].as_str()),
+    );
+}
+
+fn story_line(sha: &str, delivery: &str, status: u16, outcome: &str) -> String {
+    format!(
+        "push main @ {}, delivery {delivery}: {status}; deploy-exec: {outcome}",
+        short(sha)
+    )
 }
 
 async fn crash(kiln: &LocalKiln, story: &mut Story) {

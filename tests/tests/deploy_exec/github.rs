@@ -109,6 +109,7 @@ fn deps_with(
         // Every task starts as the fixtures' task.
         runner: FakeRunner::always_starting(TASK_ARN),
         metrics: Metrics::in_memory("deploy-exec"),
+        lanes: deploy_exec::lane_store::NO_LANES,
         config,
     }
 }

@@ -143,6 +143,7 @@ fn deps(
         reporter: GitHubReporter::new(&api_url, token, RetryPolicy::immediate(1)),
         runner: EcsTaskRunner::new(ecs),
         metrics: Metrics::in_memory("deploy-exec"),
+        lanes: deploy_exec::lane_store::NO_LANES,
         config,
     }
 }
