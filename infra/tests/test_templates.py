@@ -381,8 +381,6 @@ def test_deploy_exec_may_only_get_put_update_and_delete_lane_items_of_its_one_ta
     assert set(as_list(statement["Action"])) == {
         "dynamodb:GetItem",
         "dynamodb:PutItem",
-        "dynamodb:UpdateItem",
-        "dynamodb:DeleteItem",
     }
     assert statement["Resource"] == {"Fn::GetAtt": ["DeployLanesTable", "Arn"]}
 

@@ -8,8 +8,8 @@
 //! (epoch seconds, the table's TTL attribute) moves forward with every
 //! write, so a lane idle for longer than [`RETENTION`] disappears.
 //!
-//! deploy-exec calls only GetItem and PutItem (its role also allows
-//! UpdateItem and DeleteItem on the table, nothing else).
+//! deploy-exec calls only GetItem and PutItem, and its role allows only
+//! those two, on this table alone (`make check-iam` holds the two together).
 
 use std::collections::HashMap;
 use std::future::Future;
