@@ -49,6 +49,8 @@ ENV_CONTRACT = {
             "GITHUB_TOKEN_SECRET_ARN",
             "GITHUB_API_URL",
             "LANES_TABLE",
+            "NOTIFY_TOPIC_ARN",
+            "NOTIFY_DEPLOYS",
         },
     ),
     "watchdog": (
@@ -391,6 +393,50 @@ def test_deploy_exec_is_updated_before_deploy_trigger():
     part, _ = by_binary()["deploy-trigger"]
     fid = next(fid for (p, fid), fn in all_functions().items() if binary(fn) == "deploy-trigger")
     assert raw(part)["Resources"][fid]["DependsOn"] == "DeployExecFunction"
+
+
+def test_deploy_exec_announces_deployments_on_the_alert_topic_only_when_asked():
+    part, fn = by_binary()["deploy-exec"]
+    template = raw(part)
+    assert template["Parameters"]["NotifyDeploys"]["Default"] == "failures"
+    assert template["Parameters"]["NotifyDeploys"]["AllowedValues"] == ["failures", "all", "none"]
+    env = env_of(fn)
+    assert env["NOTIFY_DEPLOYS"] == {"Ref": "NotifyDeploys"}
+    assert env["NOTIFY_TOPIC_ARN"] == {
+        "Fn::If": ["NotifiesDeploys", {"Ref": "AlertTopicArn"}, {"Ref": "AWS::NoValue"}]
+    }
+    statements_ = [
+        st for where, sts in role_statements(cfn(part)) if where.startswith("DeployExecFunction") for st in sts
+    ]
+
+    def granting(action):
+        return [st for st in statements_ if action in as_list(st["Action"])]
+
+    # Publishes to the alert topic and nowhere else.
+    (publish,) = granting("sns:Publish")
+    assert publish["Resource"] == {"Ref": "AlertTopicArn"}
+    # Reads the stack-updater's log group, never another, with one action.
+    (read,) = granting("logs:GetLogEvents")
+    assert as_list(read["Action"]) == ["logs:GetLogEvents"]
+    created, existing = read["Resource"]["Fn::If"][1:]
+    assert created == {"Fn::GetAtt": ["StackUpdaterLogGroup", "Arn"]}
+    assert existing["Fn::Sub"].endswith(":log-group:${ExistingTaskLogGroup}:*")
+    assert not granting("logs:FilterLogEvents")
+    # Tags tasks only with its notification mark (RunTask's own tagging
+    # aside).
+    marks = [st for st in granting("ecs:TagResource") if "ecs:CreateAction" not in json.dumps(st)]
+    assert len(marks) == 1
+    assert marks[0]["Condition"] == {"ForAllValues:StringLike": {"aws:TagKeys": ["kiln:notified:*"]}}
+    assert granting("ecs:DescribeTaskDefinition")[0]["Resource"] == "*"
+    # Every one of these is conditional on NotifyDeploys.
+    policies = json.dumps(fn["Properties"]["Policies"])
+    for action in ["sns:Publish", "logs:GetLogEvents", "ecs:DescribeTaskDefinition"]:
+        assert policies.count(action) == 1, action
+    root = raw("template.yaml")
+    assert root["Parameters"]["NotifyDeploys"]["Default"] == "failures"
+    assert root["Resources"]["DeployPipeline"]["Properties"]["Parameters"]["NotifyDeploys"] == {"Ref": "NotifyDeploys"}
+    log_config = json.dumps(resources(template, "AWS::ECS::TaskDefinition"))
+    assert '"awslogs-stream-prefix"' in log_config, "without a prefix the stream can't be named"
 
 
 def test_watchdog_may_scale_only_its_one_group():

@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use aws_config::SdkConfig;
 use aws_sdk_ecs::types::{
-    AssignPublicIp, AwsVpcConfiguration, Compatibility, ContainerDefinition, NetworkConfiguration,
-    NetworkMode,
+    AssignPublicIp, AwsVpcConfiguration, Compatibility, ContainerDefinition, LogConfiguration,
+    LogDriver, NetworkConfiguration, NetworkMode,
 };
 use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
 use serde_json::Value;
@@ -32,6 +32,7 @@ pub struct Aws {
     pub ecs: aws_sdk_ecs::Client,
     pub autoscaling: aws_sdk_autoscaling::Client,
     pub dynamodb: aws_sdk_dynamodb::Client,
+    pub logs: aws_sdk_cloudwatchlogs::Client,
     endpoint: String,
     http: reqwest::Client,
 }
@@ -70,6 +71,7 @@ impl Aws {
             ecs: aws_sdk_ecs::Client::new(config),
             autoscaling: aws_sdk_autoscaling::Client::new(config),
             dynamodb: aws_sdk_dynamodb::Client::new(config),
+            logs: aws_sdk_cloudwatchlogs::Client::new(config),
             endpoint: config.endpoint_url().unwrap_or_default().to_string(),
             http: reqwest::Client::new(),
         }
@@ -355,6 +357,26 @@ impl Aws {
             "CreateCluster clusterArn",
             cluster_out.cluster.and_then(|c| c.cluster_arn),
         );
+        // The container logs as the SAM template's does: awslogs, to a log
+        // group of its own, streams `<prefix>/<container>/<task id>`.
+        let log_group = format!("/ecs/{family}");
+        check(
+            &format!("CreateLogGroup {log_group}"),
+            self.logs
+                .create_log_group()
+                .log_group_name(&log_group)
+                .send()
+                .await,
+        );
+        let log_configuration = check(
+            "LogConfiguration",
+            LogConfiguration::builder()
+                .log_driver(LogDriver::Awslogs)
+                .options("awslogs-group", &log_group)
+                .options("awslogs-region", REGION)
+                .options("awslogs-stream-prefix", LOG_STREAM_PREFIX)
+                .build(),
+        );
         // moto answers RunTask with a 500 unless every container sets memory.
         let container_definition = ContainerDefinition::builder()
             .name(container)
@@ -362,6 +384,7 @@ impl Aws {
             .essential(true)
             .memory(512)
             .command("true")
+            .log_configuration(log_configuration)
             .build();
         let definition = check(
             &format!("RegisterTaskDefinition {family}"),
@@ -398,6 +421,7 @@ impl Aws {
             family: family.to_string(),
             task_definition_arn,
             container_name: container.to_string(),
+            log_group,
             subnets: self.default_subnets().await,
             security_groups: vec![self.default_security_group().await],
         }
@@ -424,6 +448,49 @@ impl Aws {
                 .await,
         );
         described.tasks.unwrap_or_default()
+    }
+
+    // --- CloudWatch Logs -------------------------------------------------------
+
+    /// Writes `lines` to a log stream as a container would, one event per
+    /// line, a millisecond apart; creates the stream first.
+    pub async fn write_log(&self, group: &str, stream: &str, lines: &[String]) {
+        check(
+            &format!("CreateLogStream {stream}"),
+            self.logs
+                .create_log_stream()
+                .log_group_name(group)
+                .log_stream_name(stream)
+                .send()
+                .await,
+        );
+        let start = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or_default();
+        let events: Vec<_> = lines
+            .iter()
+            .enumerate()
+            .map(|(i, line)| {
+                check(
+                    "InputLogEvent",
+                    aws_sdk_cloudwatchlogs::types::InputLogEvent::builder()
+                        .timestamp(start + i as i64)
+                        .message(line)
+                        .build(),
+                )
+            })
+            .collect();
+        check(
+            &format!("PutLogEvents {stream}"),
+            self.logs
+                .put_log_events()
+                .log_group_name(group)
+                .log_stream_name(stream)
+                .set_log_events(Some(events))
+                .send()
+                .await,
+        );
     }
 
     // --- Auto Scaling ----------------------------------------------------------
@@ -495,11 +562,24 @@ pub struct EcsStack {
     pub family: String,
     pub task_definition_arn: String,
     pub container_name: String,
+    /// The container's awslogs log group (prefix [`LOG_STREAM_PREFIX`]).
+    pub log_group: String,
     pub subnets: Vec<String>,
     pub security_groups: Vec<String>,
 }
 
+/// The `awslogs-stream-prefix` of the task definitions [`Aws::create_ecs`]
+/// registers.
+pub const LOG_STREAM_PREFIX: &str = "deploy";
+
 impl EcsStack {
+    /// The log stream ECS gives a task's container:
+    /// `<prefix>/<container>/<task id>`.
+    pub fn log_stream(&self, task_arn: &str) -> String {
+        let task_id = task_arn.rsplit('/').next().unwrap_or(task_arn);
+        format!("{LOG_STREAM_PREFIX}/{}/{task_id}", self.container_name)
+    }
+
     /// The awsvpc configuration for RunTask (moto needs subnets of the
     /// default VPC and explicit security groups).
     pub fn network_configuration(&self) -> NetworkConfiguration {

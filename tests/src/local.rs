@@ -698,6 +698,9 @@ fn deploy_exec_env(resources: &Resources, github: &RecordingServer) -> Vec<(Stri
         ),
         ("GITHUB_API_URL", github.url()),
         ("LANES_TABLE", names::LANES_TABLE.into()),
+        // Failed deployments are announced on the alert topic.
+        ("NOTIFY_TOPIC_ARN", resources.alert_topic_arn.clone()),
+        ("NOTIFY_DEPLOYS", "failures".into()),
     ])
 }
 
@@ -965,8 +968,15 @@ pub fn slack_lines(body: &Value) -> Vec<String> {
                     .to_string(),
             ),
             "section" => {
-                if let Some(text) = block["text"]["text"].as_str() {
-                    lines.push(mrkdwn(text));
+                match block["text"]["text"].as_str() {
+                    // A preformatted block (log lines) keeps its lines.
+                    Some(text) if text.contains("```") => lines.extend(
+                        text.lines()
+                            .filter(|line| *line != "```")
+                            .map(|line| line.trim_matches('*').to_string()),
+                    ),
+                    Some(text) => lines.push(mrkdwn(text)),
+                    None => {}
                 }
                 for field in block["fields"].as_array().into_iter().flatten() {
                     lines.push(format!(

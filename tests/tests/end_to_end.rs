@@ -72,12 +72,14 @@ async fn the_demo_passes_every_step() {
     let mut story = Story::new();
     let ids = demo::run(&kiln, &mut story).await;
     assert!(story.all_ok(), "{}", story.summary());
-    assert_eq!(story.steps().len(), 15, "{}", story.summary());
+    assert_eq!(story.steps().len(), 18, "{}", story.summary());
 
     // The state the story describes, read directly: the first push's task,
     // and on the lane the first and the third of the three later pushes.
     let tasks = kiln.deploy_tasks().await;
-    assert_eq!(tasks.len(), 3);
+    // The first push's task, the lanes chapter's two, the failed
+    // deployment's.
+    assert_eq!(tasks.len(), 4);
     let first = tasks
         .iter()
         .find(|t| t.task_arn() == ids.task_arn.as_deref())
@@ -98,9 +100,10 @@ async fn the_demo_passes_every_step() {
         .iter()
         .map(|r| r.json()["text"].as_str().unwrap().to_string())
         .collect();
-    assert_eq!(slack.len(), 2, "{slack:#?}");
+    assert_eq!(slack.len(), 3, "{slack:#?}");
     assert!(slack[0].contains("Crash loop") && slack[0].contains("kiln-app scaled to 0"));
     assert!(slack[1].contains("kiln-deploy-exec-dead-letters"));
+    assert!(slack[2].contains("Deploy failed"), "{}", slack[2]);
     let states: Vec<String> = kiln
         .github
         .requests()
@@ -112,10 +115,12 @@ async fn the_demo_passes_every_step() {
     // runs it), success at the end. Then the lane: the first of three
     // pushes pending, the second queued (pending), the third queued and the
     // second superseded (error), the third started and the first done.
+    // Last, the failed deployment's start and end.
     assert_eq!(
         states,
         [
-            "pending", "success", "pending", "pending", "pending", "error", "pending", "success"
+            "pending", "success", "pending", "pending", "pending", "error", "pending", "success",
+            "pending", "failure"
         ]
     );
     // Everything SNS delivered was handled on the first attempt.

@@ -225,7 +225,12 @@ mod deploy_exec_faults {
     pub(super) async fn deps(
         stack: &EcsStack,
         proxy: &FaultProxy,
-    ) -> Deps<EcsTaskRunner, GitHubReporter<FakeSecrets>> {
+    ) -> Deps<
+        EcsTaskRunner,
+        GitHubReporter<FakeSecrets>,
+        kiln::sns::fake::RecordingPublisher,
+        deploy_exec::task_log::fake::FakeLogTail,
+    > {
         let config = Config::from_env(&Env::from_pairs([
             ("CLUSTER", stack.cluster_name.as_str()),
             ("TASK_DEFINITION", stack.family.as_str()),
@@ -237,6 +242,8 @@ mod deploy_exec_faults {
         let reporter = GitHubReporter::new(&config.github_api_url, None, RetryPolicy::immediate(1));
         Deps {
             runner: EcsTaskRunner::new(aws_sdk_ecs::Client::new(&proxy.sdk_config().await)),
+            publisher: kiln::sns::fake::RecordingPublisher::new(),
+            logs: deploy_exec::task_log::fake::FakeLogTail::new(),
             reporter,
             metrics: Metrics::in_memory("deploy-exec"),
             lanes: deploy_exec::lane_store::NO_LANES,
@@ -678,6 +685,24 @@ mod github_faults {
         ) -> Result<Option<TaskDetails>, DescribeError> {
             Ok(None)
         }
+
+        async fn log_configuration(
+            &self,
+            _: &str,
+            _: &str,
+        ) -> Result<Option<deploy_exec::task_log::AwsLogsConfig>, deploy_exec::runner::EcsError>
+        {
+            Ok(None)
+        }
+
+        async fn tag_task(
+            &self,
+            _: &str,
+            _: &str,
+            _: &str,
+        ) -> Result<(), deploy_exec::runner::EcsError> {
+            Ok(())
+        }
     }
 
     /// GitHub: statuses listed back empty; POSTs answered from `script`,
@@ -770,6 +795,8 @@ mod github_faults {
                     RetryPolicy::immediate(3),
                 ),
                 runner: NoEcs,
+                publisher: kiln::sns::fake::RecordingPublisher::new(),
+                logs: deploy_exec::task_log::fake::FakeLogTail::new(),
                 metrics: Metrics::in_memory("deploy-exec"),
                 lanes: deploy_exec::lane_store::NO_LANES,
                 config,

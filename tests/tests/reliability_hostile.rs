@@ -144,9 +144,32 @@ mod deploy_exec_hostile {
         ) -> Result<Option<TaskDetails>, DescribeError> {
             Ok(None)
         }
+
+        async fn log_configuration(
+            &self,
+            _: &str,
+            _: &str,
+        ) -> Result<Option<deploy_exec::task_log::AwsLogsConfig>, deploy_exec::runner::EcsError>
+        {
+            Ok(None)
+        }
+
+        async fn tag_task(
+            &self,
+            _: &str,
+            _: &str,
+            _: &str,
+        ) -> Result<(), deploy_exec::runner::EcsError> {
+            Ok(())
+        }
     }
 
-    fn deps() -> Deps<CountingEcs, GitHubReporter<FakeSecrets>> {
+    fn deps() -> Deps<
+        CountingEcs,
+        GitHubReporter<FakeSecrets>,
+        kiln::sns::fake::RecordingPublisher,
+        deploy_exec::task_log::fake::FakeLogTail,
+    > {
         let config = Config::from_env(&Env::from_pairs([
             ("CLUSTER", "kiln"),
             ("TASK_DEFINITION", "kiln-stack-updater:3"),
@@ -158,6 +181,8 @@ mod deploy_exec_hostile {
         Deps {
             reporter: GitHubReporter::new(&config.github_api_url, None, RetryPolicy::immediate(1)),
             runner: CountingEcs::default(),
+            publisher: kiln::sns::fake::RecordingPublisher::new(),
+            logs: deploy_exec::task_log::fake::FakeLogTail::new(),
             metrics: Metrics::in_memory("deploy-exec"),
             lanes: deploy_exec::lane_store::NO_LANES,
             config,

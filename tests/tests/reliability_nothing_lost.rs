@@ -318,6 +318,8 @@ async fn deploy_exec_stream(rate: f64, events: usize, seed: u64) -> Tally {
             RetryPolicy::immediate(3),
         ),
         runner: EcsTaskRunner::new(aws_sdk_ecs::Client::new(&sdk)),
+        publisher: kiln::sns::fake::RecordingPublisher::new(),
+        logs: deploy_exec::task_log::fake::FakeLogTail::new(),
         metrics: Metrics::in_memory("deploy-exec"),
         lanes: deploy_exec::lane_store::NO_LANES,
         config,

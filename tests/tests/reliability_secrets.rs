@@ -210,9 +210,34 @@ mod deploy_exec_secrets {
         ) -> Result<Option<TaskDetails>, DescribeError> {
             Ok(None)
         }
+
+        async fn log_configuration(
+            &self,
+            _: &str,
+            _: &str,
+        ) -> Result<Option<deploy_exec::task_log::AwsLogsConfig>, deploy_exec::runner::EcsError>
+        {
+            Ok(None)
+        }
+
+        async fn tag_task(
+            &self,
+            _: &str,
+            _: &str,
+            _: &str,
+        ) -> Result<(), deploy_exec::runner::EcsError> {
+            Ok(())
+        }
     }
 
-    fn deps(api_url: &str) -> Deps<StubEcs, GitHubReporter<Arc<FakeSecrets>>> {
+    fn deps(
+        api_url: &str,
+    ) -> Deps<
+        StubEcs,
+        GitHubReporter<Arc<FakeSecrets>>,
+        kiln::sns::fake::RecordingPublisher,
+        deploy_exec::task_log::fake::FakeLogTail,
+    > {
         let config = Config::from_env(&Env::from_pairs([
             ("CLUSTER", "kiln"),
             ("TASK_DEFINITION", "kiln-stack-updater:3"),
@@ -229,6 +254,8 @@ mod deploy_exec_secrets {
         Deps {
             reporter: GitHubReporter::new(&config.github_api_url, token, RetryPolicy::immediate(2)),
             runner: StubEcs,
+            publisher: kiln::sns::fake::RecordingPublisher::new(),
+            logs: deploy_exec::task_log::fake::FakeLogTail::new(),
             metrics: Metrics::in_memory("deploy-exec"),
             lanes: deploy_exec::lane_store::NO_LANES,
             config,

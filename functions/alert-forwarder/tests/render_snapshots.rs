@@ -240,3 +240,205 @@ fn refire_renders_as_the_golden_file() {
         rendered(render::alarm::render(&views[0], &OPTIONS))
     );
 }
+
+mod deployments {
+    //! deploy-exec's deployment notifications: a failure with the last log
+    //! lines, a task that never started, and a success. Each goes through
+    //! the JSON the alert topic carries, as the function receives it.
+
+    use super::*;
+    use alert_forwarder::render::blocks::{self, Block, slack_len};
+    use kiln::messages::deployment::{
+        DeployOutcome, DeploymentLog, DeploymentNotice, LogLocation, format_duration,
+    };
+
+    const TASK: &str =
+        "arn:aws:ecs:eu-west-1:123456789012:task/kiln/0f4b2c1d9e8a4b7c9d6e5f4a3b2c1d0e";
+
+    fn notice(outcome: DeployOutcome) -> DeploymentNotice {
+        DeploymentNotice {
+            outcome,
+            repository: "Codertocat/Hello-World".into(),
+            environment: "production".into(),
+            sha: "f95f852bd8fca8fcc58a9a2d6c842781e32a215e".into(),
+            sender: Some("Codertocat".into()),
+            duration: Some(format_duration(254)),
+            summary: String::new(),
+            exit_code: None,
+            stop_code: None,
+            stopped_reason: None,
+            superseded_by: None,
+            task_arn: Some(TASK.into()),
+            log: DeploymentLog::NotIncluded,
+            at: time::macros::datetime!(2026-11-22 10:04:31 UTC),
+        }
+    }
+
+    pub fn failure_with_log_lines() -> DeploymentNotice {
+        let lines = [
+            "+ aws cloudformation deploy --stack-name hello-world-production --template-file build/template.yaml",
+            "Waiting for changeset to be created..",
+            "Waiting for stack create/update to complete",
+            "2026-11-22 10:03:58 UPDATE_IN_PROGRESS AWS::ECS::Service AppService",
+            "2026-11-22 10:04:12 UPDATE_FAILED AWS::ECS::Service AppService Resource handler returned message: \"Invalid request provided: CreateService error: The target group with targetGroupArn arn:aws:elasticloadbalancing:eu-west-1:123456789012:targetgroup/app/73e2d6bc24d8a067 does not have an associated load balancer.\"",
+            "2026-11-22 10:04:14 UPDATE_ROLLBACK_IN_PROGRESS AWS::CloudFormation::Stack hello-world-production The following resource(s) failed to update: [AppService].",
+            "2026-11-22 10:04:27 UPDATE_ROLLBACK_COMPLETE AWS::CloudFormation::Stack hello-world-production",
+            "",
+            "Failed to create/update the stack. Run the following command",
+            "to fetch the list of events leading up to the failure",
+            "aws cloudformation describe-stack-events --stack-name hello-world-production",
+            "deploy: stack update failed <exit 255> & rolled back",
+        ];
+        DeploymentNotice {
+            summary: "The deployment of f95f852 to production failed: exit code 1 \
+                      (EssentialContainerExited: Essential container in task exited). \
+                      Its last log lines are below."
+                .into(),
+            exit_code: Some(1),
+            stop_code: Some("EssentialContainerExited".into()),
+            stopped_reason: Some("Essential container in task exited".into()),
+            log: DeploymentLog::Lines {
+                location: LogLocation {
+                    group: "/ecs/kiln-stack-updater".into(),
+                    stream: "deploy/stack-updater/0f4b2c1d9e8a4b7c9d6e5f4a3b2c1d0e".into(),
+                    region: "eu-west-1".into(),
+                },
+                lines: lines.iter().map(|l| l.to_string()).collect(),
+            },
+            ..notice(DeployOutcome::Failed)
+        }
+    }
+
+    pub fn failure_to_start() -> DeploymentNotice {
+        DeploymentNotice {
+            summary: "The deployment of f95f852 to production failed: the task failed to start \
+                      (TaskFailedToStart: CannotPullContainerError: pull image manifest has been \
+                      retried 5 time(s): failed to resolve ref \
+                      123456789012.dkr.ecr.eu-west-1.amazonaws.com/stack-updater:latest: not found)."
+                .into(),
+            duration: None,
+            stop_code: Some("TaskFailedToStart".into()),
+            stopped_reason: Some(
+                "CannotPullContainerError: pull image manifest has been retried 5 time(s): \
+                 failed to resolve ref \
+                 123456789012.dkr.ecr.eu-west-1.amazonaws.com/stack-updater:latest: not found"
+                    .into(),
+            ),
+            log: DeploymentLog::Unavailable {
+                location: None,
+                reason: "The task never started, so it wrote no log.".into(),
+            },
+            ..notice(DeployOutcome::Failed)
+        }
+    }
+
+    pub fn success() -> DeploymentNotice {
+        DeploymentNotice {
+            summary: "Deployed f95f852 to production.".into(),
+            exit_code: Some(0),
+            ..notice(DeployOutcome::Succeeded)
+        }
+    }
+
+    fn render_notice(notice: &DeploymentNotice) -> Value {
+        let alert = notice.to_alert();
+        let message = classify::message(&alert.to_json());
+        assert_eq!(message.kind(), "kiln_alert");
+        let origin = Origin {
+            topic_arn: Some("arn:aws:sns:eu-west-1:123456789012:kiln-alerts"),
+            subject: Some(&alert.subject()),
+            timestamp: Some("2026-11-22T10:04:31.512Z"),
+        };
+        rendered(render::render(&message, &origin, &OPTIONS))
+    }
+
+    #[test]
+    fn deployments_render_as_the_golden_files() {
+        insta::assert_json_snapshot!(
+            "deployment__failed_with_log_lines",
+            render_notice(&failure_with_log_lines())
+        );
+        insta::assert_json_snapshot!(
+            "deployment__failed_to_start",
+            render_notice(&failure_to_start())
+        );
+        insta::assert_json_snapshot!("deployment__succeeded", render_notice(&success()));
+    }
+
+    /// The largest failure deploy-exec can send (30 lines, 3,000
+    /// characters, each character one Slack escapes) and the longest
+    /// names: still within every Slack limit, the cut visible, the newest
+    /// line kept.
+    #[test]
+    fn the_largest_failure_stays_within_slacks_limits() {
+        let lines: Vec<String> = (0..30)
+            .map(|i| format!("{i:02}{}", "<&>".repeat(32)))
+            .collect();
+        let notice = DeploymentNotice {
+            repository: format!("{}/{}", "o".repeat(39), "r".repeat(100)),
+            environment: "e".repeat(120),
+            stopped_reason: Some("r".repeat(5_000)),
+            summary: "s".repeat(5_000),
+            log: DeploymentLog::Lines {
+                location: LogLocation {
+                    group: "g".repeat(512),
+                    stream: "s".repeat(512),
+                    region: "eu-west-1".into(),
+                },
+                lines,
+            },
+            ..failure_with_log_lines()
+        };
+        let payload = render_notice(&notice);
+        let message: blocks::SlackMessage = match render::render(
+            &classify::message(&notice.to_alert().to_json()),
+            &Origin::default(),
+            &OPTIONS,
+        ) {
+            Rendered::Post(render::Payload::Blocks(message)) => message,
+            other => panic!("{other:?}"),
+        };
+        assert!(slack_len(&message.text) <= blocks::TEXT_MAX);
+        assert!(message.blocks.len() <= blocks::BLOCKS_MAX);
+        for block in &message.blocks {
+            match block {
+                Block::Header { text } => assert!(slack_len(text.as_str()) <= blocks::HEADER_MAX),
+                Block::Section { text, fields } => {
+                    assert!(
+                        text.iter()
+                            .all(|t| slack_len(t.as_str()) <= blocks::SECTION_MAX)
+                    );
+                    assert!(fields.len() <= blocks::FIELDS_MAX);
+                    assert!(
+                        fields
+                            .iter()
+                            .all(|f| slack_len(f.as_str()) <= blocks::FIELD_MAX)
+                    );
+                }
+                Block::Context { elements } => {
+                    assert!(elements.len() <= blocks::CONTEXT_ELEMENTS_MAX);
+                    assert!(
+                        elements
+                            .iter()
+                            .all(|e| slack_len(e.as_str()) <= blocks::CONTEXT_TEXT_MAX)
+                    );
+                }
+                Block::Divider => {}
+            }
+        }
+        let body = payload.to_string();
+        assert!(body.contains("truncated to fit Slack"), "{body}");
+        assert!(body.contains("29&lt;&amp;&gt;"), "the newest line is kept");
+        assert!(!body.contains("<&>"), "everything is escaped");
+    }
+
+    /// A forwarder that doesn't know deployment notices still reads them:
+    /// they are plain v1 alerts.
+    #[test]
+    fn a_notice_is_a_kiln_alert_for_the_generic_renderer_too() {
+        let alert = failure_with_log_lines().to_alert();
+        let generic = render::alert::render(&alert).to_json().to_string();
+        assert!(generic.contains("Last log lines"), "{generic}");
+        assert!(generic.contains("deploy: stack update failed &lt;exit 255&gt;"));
+    }
+}

@@ -10,7 +10,8 @@ use kiln::events::ecs::TaskStateChange;
 
 use crate::github::DeployState;
 use crate::task_request::{
-    STARTED_BY_PREFIX, TAG_DELIVERY, TAG_DEPLOYMENT, TAG_ENVIRONMENT, TAG_REPOSITORY, TAG_SHA, vars,
+    STARTED_BY_PREFIX, TAG_DELIVERY, TAG_DEPLOYMENT, TAG_ENVIRONMENT, TAG_REPOSITORY, TAG_SENDER,
+    TAG_SHA, vars,
 };
 
 /// What to do about one task state change.
@@ -78,6 +79,8 @@ pub struct TaskIdentity {
     pub environment: String,
     pub deployment_id: Option<u64>,
     pub delivery_id: Option<String>,
+    /// Who pushed; tasks started before kiln recorded it have none.
+    pub sender: Option<String>,
 }
 
 impl TaskIdentity {
@@ -91,6 +94,7 @@ impl TaskIdentity {
                 vars::STACK_ENV,
                 vars::DEPLOYMENT_ID,
                 vars::DELIVERY_ID,
+                vars::SENDER,
             ],
         )
     }
@@ -105,13 +109,15 @@ impl TaskIdentity {
                 TAG_ENVIRONMENT,
                 TAG_DEPLOYMENT,
                 TAG_DELIVERY,
+                TAG_SENDER,
             ],
         )
     }
 
-    /// `keys`: repository, sha, environment, deployment id, delivery id.
-    fn from_lookup<'a>(lookup: impl Fn(&str) -> Option<&'a str>, keys: [&str; 5]) -> Option<Self> {
-        let [repository, sha, environment, deployment, delivery] = keys;
+    /// `keys`: repository, sha, environment, deployment id, delivery id,
+    /// sender.
+    fn from_lookup<'a>(lookup: impl Fn(&str) -> Option<&'a str>, keys: [&str; 6]) -> Option<Self> {
+        let [repository, sha, environment, deployment, delivery, sender] = keys;
         let present = |key| lookup(key).filter(|v| !v.is_empty());
         let deployment_id = match present(deployment) {
             // A deployment id that doesn't parse would turn a deployment
@@ -125,7 +131,20 @@ impl TaskIdentity {
             environment: present(environment)?.to_string(),
             deployment_id,
             delivery_id: present(delivery).map(str::to_string),
+            sender: present(sender).map(str::to_string),
         })
+    }
+
+    /// The deployment a request asks for (before it has a task).
+    pub fn of_request(request: &kiln::DeployRequest) -> Self {
+        TaskIdentity {
+            repository: request.repository.clone(),
+            sha: request.sha.clone(),
+            environment: request.environment.clone(),
+            deployment_id: request.deployment_id,
+            delivery_id: Some(request.delivery_id.clone()),
+            sender: Some(request.sender.clone()).filter(|s| !s.is_empty()),
+        }
     }
 
     /// The description of the end of the deployment (GitHub cuts it to 140

@@ -41,6 +41,48 @@ impl LaunchType {
     }
 }
 
+/// Which deployment outcomes are published to `NOTIFY_TOPIC_ARN`
+/// (`NOTIFY_DEPLOYS`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum NotifyDeploys {
+    /// Failed deployments only.
+    #[default]
+    Failures,
+    /// Started, succeeded, failed and superseded.
+    All,
+    /// Nothing.
+    None,
+}
+
+impl NotifyDeploys {
+    const EXPECTED: &str = "failures, all or none";
+
+    fn parse(raw: &str) -> Result<Self, String> {
+        match raw.to_ascii_lowercase().as_str() {
+            "failures" => Ok(NotifyDeploys::Failures),
+            "all" => Ok(NotifyDeploys::All),
+            "none" => Ok(NotifyDeploys::None),
+            _ => Err(Self::EXPECTED.to_string()),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NotifyDeploys::Failures => "failures",
+            NotifyDeploys::All => "all",
+            NotifyDeploys::None => "none",
+        }
+    }
+}
+
+/// Where deployment notifications go, and which.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notifications {
+    /// The SNS topic (kiln's alert topic); `None` publishes nothing.
+    pub topic_arn: Option<String>,
+    pub deploys: NotifyDeploys,
+}
+
 /// The awsvpc network configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Network {
@@ -70,6 +112,8 @@ pub struct Config {
     /// The DynamoDB table of the deploy lanes; `None` starts every request
     /// at once (no lanes).
     pub lanes_table: Option<String>,
+    /// Deployment notifications (`NOTIFY_TOPIC_ARN`, `NOTIFY_DEPLOYS`).
+    pub notifications: Notifications,
 }
 
 impl Config {
@@ -93,6 +137,7 @@ impl Config {
             .parse_optional("GITHUB_API_URL", parse_api_url)?
             .unwrap_or_else(|| DEFAULT_GITHUB_API_URL.to_string());
         let lanes_table = env.parse_optional("LANES_TABLE", parse_table_name)?;
+        let notifications = notifications(env)?;
         Ok(Config {
             cluster,
             task_definition,
@@ -103,6 +148,7 @@ impl Config {
             github_token_secret_arn,
             github_api_url,
             lanes_table,
+            notifications,
         })
     }
 
@@ -116,6 +162,28 @@ impl Config {
                 !revision.is_empty() && revision.bytes().all(|b| b.is_ascii_digit())
             })
     }
+}
+
+fn notifications(env: &Env) -> Result<Notifications, ConfigError> {
+    let topic_arn = env.optional_arn("NOTIFY_TOPIC_ARN", "sns")?;
+    let deploys = env.parse_optional("NOTIFY_DEPLOYS", NotifyDeploys::parse)?;
+    // Asking for notifications with nowhere to send them is a mistake worth
+    // stopping for; the default (failures) with no topic just sends none.
+    if let (None, Some(deploys @ (NotifyDeploys::Failures | NotifyDeploys::All))) =
+        (&topic_arn, deploys)
+    {
+        return Err(ConfigError::Conflict {
+            variables: "NOTIFY_DEPLOYS and NOTIFY_TOPIC_ARN".into(),
+            reason: format!(
+                "NOTIFY_DEPLOYS={} asks for deployment notifications, but NOTIFY_TOPIC_ARN is not set: set it to the alert topic's ARN, or set NOTIFY_DEPLOYS=none",
+                deploys.as_str()
+            ),
+        });
+    }
+    Ok(Notifications {
+        topic_arn,
+        deploys: deploys.unwrap_or_default(),
+    })
 }
 
 fn placement(env: &Env) -> Result<Placement, ConfigError> {
@@ -321,6 +389,13 @@ mod tests {
         assert_eq!(config.github_api_url, "https://api.github.com");
         assert!(config.task_definition_is_pinned());
         assert_eq!(config.lanes_table, None);
+        assert_eq!(
+            config.notifications,
+            Notifications {
+                topic_arn: None,
+                deploys: NotifyDeploys::Failures
+            }
+        );
     }
 
     #[test]
@@ -331,6 +406,38 @@ mod tests {
         assert_eq!(err.variable(), "LANES_TABLE");
         assert!(err.to_string().contains("a DynamoDB table name"), "{err}");
         assert!(with(&[("LANES_TABLE", "ab")]).is_err());
+    }
+
+    #[test]
+    fn notification_settings() {
+        let topic = "arn:aws:sns:eu-west-1:123456789012:kiln-alerts";
+        for (raw, expected) in [
+            ("failures", NotifyDeploys::Failures),
+            ("ALL", NotifyDeploys::All),
+            ("none", NotifyDeploys::None),
+        ] {
+            let config = with(&[("NOTIFY_TOPIC_ARN", topic), ("NOTIFY_DEPLOYS", raw)]).unwrap();
+            assert_eq!(config.notifications.deploys, expected);
+            assert_eq!(config.notifications.topic_arn.as_deref(), Some(topic));
+        }
+        assert_eq!(
+            with(&[("NOTIFY_TOPIC_ARN", topic), ("NOTIFY_DEPLOYS", "some")])
+                .unwrap_err()
+                .to_string(),
+            "NOTIFY_DEPLOYS is malformed: expected failures, all or none"
+        );
+        let err = with(&[("NOTIFY_TOPIC_ARN", "kiln-alerts")]).unwrap_err();
+        assert_eq!(err.variable(), "NOTIFY_TOPIC_ARN");
+        let err = with(&[("NOTIFY_DEPLOYS", "all")]).unwrap_err();
+        assert_eq!(err.variable(), "NOTIFY_DEPLOYS and NOTIFY_TOPIC_ARN");
+        assert!(err.to_string().contains("NOTIFY_DEPLOYS=all asks"), "{err}");
+        assert_eq!(
+            with(&[("NOTIFY_DEPLOYS", "none")])
+                .unwrap()
+                .notifications
+                .deploys,
+            NotifyDeploys::None
+        );
     }
 
     #[test]

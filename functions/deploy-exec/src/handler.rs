@@ -6,7 +6,8 @@
 //!   task per delivery) and it ends in the dead-letter queue if it keeps
 //!   failing.
 //! - An EventBridge "ECS Task State Change" for a stopped kiln task: the
-//!   deployment's end is reported to GitHub.
+//!   deployment's end is reported to GitHub, then announced on the alert
+//!   topic as `NOTIFY_DEPLOYS` says ([`crate::notifier`]).
 //!
 //! With deploy lanes (`LANES_TABLE`), a request starts its task only when
 //! its lane is free, and a stopped task frees its lane and starts the
@@ -29,8 +30,12 @@ use crate::github::{DeployState, DeploymentReporter, ReportError, ReportOutcome,
 use crate::lane_flow::{Lane, LaneError, LaneOutcome, StartFailure};
 use crate::lane_store::{DynamoLaneStore, LaneStore};
 use crate::lanes::{Queued, Superseded};
+use crate::notifier::{self, NotifyError, StoppedTask};
 use crate::runner::{DescribeError, RunTaskError, StartedTask, TaskRunner};
+use crate::task_log::LogTail;
 use crate::task_request::{self, TaskRequestError};
+use kiln::messages::DeployOutcome;
+use kiln::sns::Publisher;
 
 /// The metric names this function emits.
 pub mod metric {
@@ -48,17 +53,21 @@ pub mod metric {
 }
 
 /// What the handler works with, built once per process.
-pub struct Deps<R, G, S = DynamoLaneStore> {
+pub struct Deps<R, G, P, L, S = DynamoLaneStore> {
     pub config: Config,
     pub runner: R,
     pub reporter: G,
+    /// Deployment notifications go out through it.
+    pub publisher: P,
+    /// Reads the end of a failed deployment's log.
+    pub logs: L,
     pub metrics: Metrics,
     /// The deploy lanes; `None` (no `LANES_TABLE`) starts every request
     /// at once.
     pub lanes: Option<S>,
 }
 
-impl<R: TaskRunner, G, S: LaneStore> Deps<R, G, S> {
+impl<R: TaskRunner, G, P, L, S: LaneStore> Deps<R, G, P, L, S> {
     fn lane<'a>(&'a self, store: &'a S) -> Lane<'a, S, R> {
         Lane {
             store,
@@ -86,6 +95,8 @@ pub enum StartError {
         #[source]
         error: ReportError,
     },
+    #[error(transparent)]
+    Notify(#[from] NotifyError),
 }
 
 impl From<StartFailure> for StartError {
@@ -106,6 +117,7 @@ impl StartError {
             StartError::Lane(LaneError::Liveness(_)) => "TaskLookupFailed",
             StartError::Lane(_) => "LaneStoreFailed",
             StartError::SupersededReport { .. } => "GitHubReportFailed",
+            StartError::Notify(_) => "NotificationPublishFailed",
         }
     }
 }
@@ -134,6 +146,8 @@ pub enum HandlerError {
     Report(#[source] ReportError),
     #[error("the deployment's end is reported, but its lane is not settled: {0}")]
     Lane(#[source] StartError),
+    #[error(transparent)]
+    Notify(#[from] NotifyError),
 }
 
 impl KilnError for HandlerError {
@@ -146,6 +160,7 @@ impl KilnError for HandlerError {
             HandlerError::TaskLookup(_) => "TaskLookupFailed",
             HandlerError::Report(_) => "GitHubReportFailed",
             HandlerError::Lane(err) => err.error_type(),
+            HandlerError::Notify(_) => "NotificationPublishFailed",
         }
     }
 }
@@ -157,8 +172,8 @@ impl From<HandlerError> for lambda_runtime::Diagnostic {
 }
 
 /// Handles one invocation.
-pub async fn handle<R: TaskRunner, G: DeploymentReporter, S: LaneStore>(
-    deps: &Deps<R, G, S>,
+pub async fn handle<R: TaskRunner, G: DeploymentReporter, P: Publisher, L: LogTail, S: LaneStore>(
+    deps: &Deps<R, G, P, L, S>,
     event: Value,
 ) -> Result<Value, HandlerError> {
     match Inbound::from_value(event).map_err(|e| HandlerError::UnsupportedEvent(e.to_string()))? {
@@ -186,8 +201,8 @@ pub async fn handle<R: TaskRunner, G: DeploymentReporter, S: LaneStore>(
     }
 }
 
-async fn start_deployments<R: TaskRunner, G: DeploymentReporter, S: LaneStore>(
-    deps: &Deps<R, G, S>,
+async fn start_deployments<R: TaskRunner, G: DeploymentReporter, P: Publisher, L: LogTail, S: LaneStore>(
+    deps: &Deps<R, G, P, L, S>,
     event: &sns::SnsEvent,
 ) -> Result<Value, HandlerError> {
     if event.records.is_empty() {
@@ -219,8 +234,8 @@ async fn start_deployments<R: TaskRunner, G: DeploymentReporter, S: LaneStore>(
     }
 }
 
-async fn start_one<R: TaskRunner, G: DeploymentReporter, S: LaneStore>(
-    deps: &Deps<R, G, S>,
+async fn start_one<R: TaskRunner, G: DeploymentReporter, P: Publisher, L: LogTail, S: LaneStore>(
+    deps: &Deps<R, G, P, L, S>,
     record: &sns::SnsRecord,
 ) -> Result<Value, StartError> {
     let request =
@@ -237,14 +252,17 @@ async fn start_one<R: TaskRunner, G: DeploymentReporter, S: LaneStore>(
     let started = deps.runner.run_task(&task_request).await?;
     log_start(deps, &request, &started);
     report_start(deps, &request, &started).await;
+    let notified =
+        notifier::started(deps, &request, &deps.config.cluster, &started.task_arn).await?;
     Ok(json!({
         "delivery_id": request.delivery_id,
         "task_arn": started.task_arn,
         "already_started": started.already_started,
+        "notification": notified.as_str(),
     }))
 }
 
-fn log_start<R, G, S>(deps: &Deps<R, G, S>, request: &DeployRequest, started: &StartedTask) {
+fn log_start<R, G, P, L, S>(deps: &Deps<R, G, P, L, S>, request: &DeployRequest, started: &StartedTask) {
     if started.already_started {
         deps.metrics.count(metric::DEPLOYS_ALREADY_STARTED, 1);
         tracing::info!(task_arn = %started.task_arn, "the task of this delivery was already started");
@@ -265,8 +283,8 @@ fn log_start<R, G, S>(deps: &Deps<R, G, S>, request: &DeployRequest, started: &S
 /// Tells GitHub the deployment is under way. A failure here is logged and
 /// counted, never returned: the task is running, and failing the
 /// invocation would only retry a start that worked.
-async fn report_start<R: TaskRunner, G: DeploymentReporter, S: LaneStore>(
-    deps: &Deps<R, G, S>,
+async fn report_start<R: TaskRunner, G: DeploymentReporter, P: Publisher, L: LogTail, S: LaneStore>(
+    deps: &Deps<R, G, P, L, S>,
     request: &DeployRequest,
     started: &StartedTask,
 ) {
@@ -289,7 +307,7 @@ async fn report_start<R: TaskRunner, G: DeploymentReporter, S: LaneStore>(
     log_report(deps, &deps.reporter.report(&update).await);
 }
 
-fn log_report<R, G, S>(deps: &Deps<R, G, S>, result: &Result<ReportOutcome, ReportError>) {
+fn log_report<R, G, P, L, S>(deps: &Deps<R, G, P, L, S>, result: &Result<ReportOutcome, ReportError>) {
     match result {
         Ok(ReportOutcome::Posted) => tracing::info!("GitHub status posted"),
         Ok(ReportOutcome::AlreadyFinal) => {
@@ -309,8 +327,8 @@ fn log_report<R, G, S>(deps: &Deps<R, G, S>, result: &Result<ReportOutcome, Repo
 /// request, and each superseded request (newly, or still unreported from
 /// an earlier invocation). A superseded status that cannot be posted, or a
 /// start that failed, fails the invocation, so Lambda retries it.
-async fn report_lane<R: TaskRunner, G: DeploymentReporter, S: LaneStore>(
-    deps: &Deps<R, G, S>,
+async fn report_lane<R: TaskRunner, G: DeploymentReporter, P: Publisher, L: LogTail, S: LaneStore>(
+    deps: &Deps<R, G, P, L, S>,
     store: &S,
     outcome: &LaneOutcome,
 ) -> Result<(), StartError> {
@@ -326,6 +344,7 @@ async fn report_lane<R: TaskRunner, G: DeploymentReporter, S: LaneStore>(
         }
         .instrument(span)
         .await;
+        notifier::started(deps, request, &deps.config.cluster, &started.task_arn).await?;
     }
     if let Some(queued) = &outcome.queued {
         report_queued(deps, lane, queued).await;
@@ -344,10 +363,7 @@ async fn report_lane<R: TaskRunner, G: DeploymentReporter, S: LaneStore>(
         match report_superseded(deps, lane, superseded).await {
             Ok(()) => posted.push(superseded.request.delivery_id.clone()),
             Err(error) => {
-                failure.get_or_insert(StartError::SupersededReport {
-                    delivery_id: superseded.request.delivery_id.clone(),
-                    error,
-                });
+                failure.get_or_insert(error);
             }
         }
     }
@@ -361,8 +377,8 @@ async fn report_lane<R: TaskRunner, G: DeploymentReporter, S: LaneStore>(
 
 /// The request waits behind its lane's running deployment: GitHub shows it
 /// pending (queued, for a deployment).
-async fn report_queued<R: TaskRunner, G: DeploymentReporter, S: LaneStore>(
-    deps: &Deps<R, G, S>,
+async fn report_queued<R: TaskRunner, G: DeploymentReporter, P: Publisher, L: LogTail, S: LaneStore>(
+    deps: &Deps<R, G, P, L, S>,
     lane: &str,
     queued: &Queued,
 ) {
@@ -383,11 +399,11 @@ async fn report_queued<R: TaskRunner, G: DeploymentReporter, S: LaneStore>(
 /// One superseded request: it will never deploy. This is where each
 /// superseded delivery is told (GitHub: a commit status `error`, or a
 /// deployment status `inactive`).
-async fn report_superseded<R: TaskRunner, G: DeploymentReporter, S: LaneStore>(
-    deps: &Deps<R, G, S>,
+async fn report_superseded<R: TaskRunner, G: DeploymentReporter, P: Publisher, L: LogTail, S: LaneStore>(
+    deps: &Deps<R, G, P, L, S>,
     lane: &str,
     superseded: &Superseded,
-) -> Result<(), ReportError> {
+) -> Result<(), StartError> {
     let request = &superseded.request;
     tracing::info!(
         lane,
@@ -400,7 +416,16 @@ async fn report_superseded<R: TaskRunner, G: DeploymentReporter, S: LaneStore>(
     let update = lane_status(request, DeployState::Superseded, superseded.description());
     let result = deps.reporter.report(&update).await;
     log_report(deps, &result);
-    result.map(drop)
+    result.map_err(|error| StartError::SupersededReport {
+        delivery_id: request.delivery_id.clone(),
+        error,
+    })?;
+    // Then the alert topic (NOTIFY_DEPLOYS=all). A superseded request never
+    // had a task: a publish that fails leaves the request unreported, and
+    // the retry posts both again (GitHub's status is the same one again).
+    let identity = TaskIdentity::of_request(request);
+    notifier::superseded(deps, &identity, &deps.config.cluster, None, &superseded.by_sha).await?;
+    Ok(())
 }
 
 fn lane_status(request: &DeployRequest, state: DeployState, description: String) -> StatusUpdate {
@@ -415,8 +440,8 @@ fn lane_status(request: &DeployRequest, state: DeployState, description: String)
     }
 }
 
-async fn finish_deployment<R: TaskRunner, G: DeploymentReporter, S: LaneStore>(
-    deps: &Deps<R, G, S>,
+async fn finish_deployment<R: TaskRunner, G: DeploymentReporter, P: Publisher, L: LogTail, S: LaneStore>(
+    deps: &Deps<R, G, P, L, S>,
     task: &ecs::TaskStateChange,
     task_arn: &str,
 ) -> Result<Value, HandlerError> {
@@ -475,9 +500,9 @@ async fn finish_deployment<R: TaskRunner, G: DeploymentReporter, S: LaneStore>(
     };
     let update = StatusUpdate {
         description: identity.describe(state, &detail),
-        repository: identity.repository,
-        sha: identity.sha,
-        environment: identity.environment,
+        repository: identity.repository.clone(),
+        sha: identity.sha.clone(),
+        environment: identity.environment.clone(),
         deployment_id: identity.deployment_id,
         state,
         task_url: crate::console::task_url(task_arn, &cluster),
@@ -499,6 +524,24 @@ async fn finish_deployment<R: TaskRunner, G: DeploymentReporter, S: LaneStore>(
             1,
         );
     }
+    // Then the alert topic. GitHub's status stays as it is whatever
+    // happens here; a failed publish fails the invocation, and the retry
+    // finds the status already final and publishes again.
+    let notified = notifier::stopped(
+        deps,
+        StoppedTask {
+            task,
+            task_arn,
+            cluster: &cluster,
+            identity: &identity,
+            outcome: match state {
+                DeployState::Success => DeployOutcome::Succeeded,
+                _ => DeployOutcome::Failed,
+            },
+            detail: &detail,
+        },
+    )
+    .await?;
     let lane = lane.transpose().map_err(HandlerError::Lane)?;
     Ok(json!({
         "lane": lane,
@@ -509,12 +552,13 @@ async fn finish_deployment<R: TaskRunner, G: DeploymentReporter, S: LaneStore>(
         },
         "success": state == DeployState::Success,
         "description": update.description,
+        "notification": notified.as_str(),
     }))
 }
 
 /// Frees the stopped task's lane and starts the lane's next deployment.
-async fn free_lane<R: TaskRunner, G: DeploymentReporter, S: LaneStore>(
-    deps: &Deps<R, G, S>,
+async fn free_lane<R: TaskRunner, G: DeploymentReporter, P: Publisher, L: LogTail, S: LaneStore>(
+    deps: &Deps<R, G, P, L, S>,
     store: &S,
     identity: &TaskIdentity,
     task_arn: &str,
@@ -533,19 +577,25 @@ async fn free_lane<R: TaskRunner, G: DeploymentReporter, S: LaneStore>(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+    use crate::task_log::fake::FakeLogTail;
+    use kiln::sns::fake::RecordingPublisher;
+
+    pub(crate) type TestDeps = Deps<FakeRunner, FakeReporter, RecordingPublisher, FakeLogTail>;
     use crate::github::fake::FakeReporter;
     use crate::runner::TaskDetails;
     use crate::runner::fake::FakeRunner;
     use crate::task_request::tests::{config, request};
 
-    fn deps() -> Deps<FakeRunner, FakeReporter> {
+    pub(crate) fn deps() -> TestDeps {
         Deps {
             config: config(),
             runner: FakeRunner::new(),
             reporter: FakeReporter::default(),
             metrics: Metrics::in_memory("deploy-exec"),
+            publisher: RecordingPublisher::new(),
+            logs: FakeLogTail::new(),
             lanes: None,
         }
     }
@@ -565,7 +615,7 @@ mod tests {
         json!({ "Records": records })
     }
 
-    fn fixture(path: &str) -> Value {
+    pub(crate) fn fixture(path: &str) -> Value {
         let full = format!("{}/../../tests/fixtures/{path}", env!("CARGO_MANIFEST_DIR"));
         serde_json::from_str(&std::fs::read_to_string(&full).unwrap()).unwrap()
     }
@@ -761,12 +811,14 @@ mod tests {
 
     const LANE: &str = "Codertocat/Hello-World#production";
 
-    fn lane_deps() -> Deps<FakeRunner, FakeReporter, InMemoryLaneStore> {
+    fn lane_deps() -> Deps<FakeRunner, FakeReporter, RecordingPublisher, FakeLogTail, InMemoryLaneStore> {
         let deps = Deps {
             config: config(),
             runner: FakeRunner::new(),
             reporter: FakeReporter::default(),
             metrics: Metrics::in_memory("deploy-exec"),
+            publisher: RecordingPublisher::new(),
+            logs: FakeLogTail::new(),
             lanes: Some(InMemoryLaneStore::new()),
         };
         deps.runner.set_details(Ok(Some(TaskDetails {
@@ -787,7 +839,7 @@ mod tests {
         r
     }
 
-    fn store(deps: &Deps<FakeRunner, FakeReporter, InMemoryLaneStore>) -> &InMemoryLaneStore {
+    fn store(deps: &Deps<FakeRunner, FakeReporter, RecordingPublisher, FakeLogTail, InMemoryLaneStore>) -> &InMemoryLaneStore {
         deps.lanes.as_ref().unwrap()
     }
 

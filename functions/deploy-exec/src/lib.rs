@@ -1,6 +1,6 @@
 //! deploy-exec: turns each deploy request into exactly one ECS task that
 //! performs the deployment, and reports the deployment's start and end to
-//! GitHub.
+//! GitHub, and announces deployments on the alert topic.
 //!
 //! - [`config`]: the environment variables.
 //! - [`task_request`]: deploy request → RunTask input (the deploy
@@ -14,6 +14,11 @@
 //! - [`lane_store`]: the lane store port and its DynamoDB adapter.
 //! - [`lane_flow`]: a request or a stopped task on its lane (read, ask ECS,
 //!   decide, write conditionally, start).
+//! - [`notification`]: which outcomes `NOTIFY_DEPLOYS` announces, and the
+//!   notice for each (pure).
+//! - [`task_log`]: where the stack updater's log is, and the port and
+//!   CloudWatch Logs adapter that read its last lines.
+//! - [`notifier`]: publishing a notice once per task and outcome.
 //! - [`handler`]: the Lambda handler that ties them together.
 
 pub mod completion;
@@ -24,7 +29,10 @@ pub mod handler;
 pub mod lane_flow;
 pub mod lane_store;
 pub mod lanes;
+pub mod notification;
+pub mod notifier;
 pub mod runner;
+pub mod task_log;
 pub mod task_request;
 
 pub use config::Config;

@@ -1,6 +1,7 @@
 use deploy_exec::github::{GitHubReporter, RetryPolicy};
 use deploy_exec::lane_store::DynamoLaneStore;
 use deploy_exec::runner::EcsTaskRunner;
+use deploy_exec::task_log::CloudWatchLogTail;
 use deploy_exec::{Config, Deps, handle};
 use kiln::aws::LazySdkConfig;
 use kiln::secrets::{SecretCache, SecretsManagerFetcher};
@@ -36,6 +37,8 @@ async fn main() -> Result<(), lambda_runtime::Error> {
             &roots,
         ),
         runner: EcsTaskRunner::new(sdk.client(aws_sdk_ecs::Client::new)),
+        publisher: kiln::sns::SnsPublisher::new(sdk.client(aws_sdk_sns::Client::new)),
+        logs: CloudWatchLogTail::new(sdk.client(aws_sdk_cloudwatchlogs::Client::new)),
         metrics: kiln::Metrics::new("deploy-exec"),
         config,
     };

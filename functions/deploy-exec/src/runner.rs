@@ -5,9 +5,15 @@
 //! response with `failures[]`, or with no task, started nothing. A
 //! `ConflictException` means the idempotency token was used before, so the
 //! task of this delivery already exists: that is a success.
+//!
+//! The port also reads a task definition's `awslogs` configuration (cached
+//! per process: a task definition revision never changes) and tags a task
+//! (how a deployment notification is marked as sent).
 
 use kiln::aws::LazyClient;
+use std::collections::HashMap;
 use std::future::Future;
+use std::sync::{Arc, Mutex};
 
 use aws_sdk_ecs::error::ProvideErrorMetadata;
 use aws_sdk_ecs::types::{
@@ -16,6 +22,7 @@ use aws_sdk_ecs::types::{
 };
 
 use crate::config::Placement;
+use crate::task_log::AwsLogsConfig;
 use crate::task_request::TaskRequest;
 
 /// A task that RunTask started (or had started for the same token before).
@@ -57,6 +64,14 @@ pub struct DescribeError {
     pub message: String,
 }
 
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{operation} for {resource} failed: {message}")]
+pub struct EcsError {
+    pub operation: &'static str,
+    pub resource: String,
+    pub message: String,
+}
+
 /// The port.
 pub trait TaskRunner: Send + Sync {
     fn run_task(
@@ -71,12 +86,32 @@ pub trait TaskRunner: Send + Sync {
         task_arn: &str,
         container_name: &str,
     ) -> impl Future<Output = Result<Option<TaskDetails>, DescribeError>> + Send;
+
+    /// The `awslogs` configuration of one container of a task definition;
+    /// `Ok(None)` when the container logs some other way, or not at all.
+    fn log_configuration(
+        &self,
+        task_definition: &str,
+        container_name: &str,
+    ) -> impl Future<Output = Result<Option<AwsLogsConfig>, EcsError>> + Send;
+
+    /// Adds one tag to a task.
+    fn tag_task(
+        &self,
+        task_arn: &str,
+        key: &str,
+        value: &str,
+    ) -> impl Future<Output = Result<(), EcsError>> + Send;
 }
+
+/// The `awslogs` configuration per (task definition ARN, container).
+type LogConfigurations = HashMap<(String, String), Option<AwsLogsConfig>>;
 
 /// The ECS adapter.
 #[derive(Clone, Debug)]
 pub struct EcsTaskRunner {
     client: LazyClient<aws_sdk_ecs::Client>,
+    log_configurations: Arc<Mutex<LogConfigurations>>,
 }
 
 impl EcsTaskRunner {
@@ -84,7 +119,15 @@ impl EcsTaskRunner {
     pub fn new(client: impl Into<LazyClient<aws_sdk_ecs::Client>>) -> Self {
         EcsTaskRunner {
             client: client.into(),
+            log_configurations: Arc::default(),
         }
+    }
+
+    fn cached_log_configuration(&self, key: &(String, String)) -> Option<Option<AwsLogsConfig>> {
+        self.log_configurations
+            .lock()
+            .ok()
+            .and_then(|cache| cache.get(key).cloned())
     }
 }
 
@@ -226,6 +269,65 @@ impl TaskRunner for EcsTaskRunner {
             tags,
         }))
     }
+
+    async fn log_configuration(
+        &self,
+        task_definition: &str,
+        container_name: &str,
+    ) -> Result<Option<AwsLogsConfig>, EcsError> {
+        let key = (task_definition.to_string(), container_name.to_string());
+        if let Some(cached) = self.cached_log_configuration(&key) {
+            return Ok(cached);
+        }
+        let output = self
+            .client
+            .get()
+            .await
+            .describe_task_definition()
+            .task_definition(task_definition)
+            .send()
+            .await
+            .map_err(|err| EcsError {
+                operation: "DescribeTaskDefinition",
+                resource: task_definition.to_string(),
+                message: sdk_message(&err),
+            })?;
+        let configuration = output
+            .task_definition()
+            .map(|d| d.container_definitions())
+            .unwrap_or_default()
+            .iter()
+            .find(|c| c.name() == Some(container_name))
+            .and_then(|c| c.log_configuration())
+            .and_then(|log| {
+                let options = log.options().cloned().unwrap_or_default();
+                AwsLogsConfig::from_driver(log.log_driver().as_str(), &options)
+            });
+        // Only a revision is immutable: a bare family may move on.
+        if task_definition.contains(':')
+            && let Ok(mut cache) = self.log_configurations.lock()
+        {
+            cache.insert(key, configuration.clone());
+        }
+        Ok(configuration)
+    }
+
+    async fn tag_task(&self, task_arn: &str, key: &str, value: &str) -> Result<(), EcsError> {
+        self.client
+            .get()
+            .await
+            .tag_resource()
+            .resource_arn(task_arn)
+            .tags(Tag::builder().key(key).value(value).build())
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|err| EcsError {
+                operation: "TagResource",
+                resource: task_arn.to_string(),
+                message: sdk_message(&err),
+            })
+    }
 }
 
 fn describe_failure(failure: &aws_sdk_ecs::types::Failure) -> String {
@@ -268,6 +370,9 @@ pub mod fake {
         answers: Mutex<VecDeque<Result<StartedTask, RunTaskError>>>,
         details: Mutex<Option<Result<Option<TaskDetails>, DescribeError>>>,
         describes: Mutex<usize>,
+        log_configuration: Mutex<Option<Result<Option<AwsLogsConfig>, EcsError>>>,
+        log_lookups: Mutex<usize>,
+        tagged: Mutex<Vec<(String, String, String)>>,
     }
 
     fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -307,6 +412,20 @@ pub mod fake {
         pub fn describes(&self) -> usize {
             *lock(&self.describes)
         }
+
+        /// What DescribeTaskDefinition answers (by default: no awslogs).
+        pub fn set_log_configuration(&self, answer: Result<Option<AwsLogsConfig>, EcsError>) {
+            *lock(&self.log_configuration) = Some(answer);
+        }
+
+        pub fn log_lookups(&self) -> usize {
+            *lock(&self.log_lookups)
+        }
+
+        /// Every (task, key, value) tagged, in order.
+        pub fn tagged(&self) -> Vec<(String, String, String)> {
+            lock(&self.tagged).clone()
+        }
     }
 
     impl TaskRunner for FakeRunner {
@@ -330,11 +449,44 @@ pub mod fake {
         async fn describe_task(
             &self,
             _cluster: &str,
-            _task_arn: &str,
+            task_arn: &str,
             _container_name: &str,
         ) -> Result<Option<TaskDetails>, DescribeError> {
             *lock(&self.describes) += 1;
-            lock(&self.details).clone().unwrap_or(Ok(None))
+            let details = lock(&self.details).clone().unwrap_or(Ok(None));
+            // Tags added since are part of the answer, as in ECS, which
+            // knows every task it tagged.
+            let tagged: Vec<(String, String)> = self
+                .tagged()
+                .into_iter()
+                .filter(|(arn, _, _)| arn == task_arn)
+                .map(|(_, k, v)| (k, v))
+                .collect();
+            details.map(|found| match found {
+                Some(mut d) => {
+                    d.tags.extend(tagged);
+                    Some(d)
+                }
+                None if !tagged.is_empty() => Some(TaskDetails {
+                    tags: tagged,
+                    ..TaskDetails::default()
+                }),
+                None => None,
+            })
+        }
+
+        async fn log_configuration(
+            &self,
+            _task_definition: &str,
+            _container_name: &str,
+        ) -> Result<Option<AwsLogsConfig>, EcsError> {
+            *lock(&self.log_lookups) += 1;
+            lock(&self.log_configuration).clone().unwrap_or(Ok(None))
+        }
+
+        async fn tag_task(&self, task_arn: &str, key: &str, value: &str) -> Result<(), EcsError> {
+            lock(&self.tagged).push((task_arn.to_string(), key.to_string(), value.to_string()));
+            Ok(())
         }
     }
 }

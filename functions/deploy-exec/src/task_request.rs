@@ -26,6 +26,7 @@ pub const TAG_ENVIRONMENT: &str = "kiln:environment";
 pub const TAG_SHA: &str = "kiln:sha";
 pub const TAG_DELIVERY: &str = "kiln:delivery";
 pub const TAG_DEPLOYMENT: &str = "kiln:deployment";
+pub const TAG_SENDER: &str = "kiln:sender";
 
 /// The deploy container's environment variables (see docs/configuration.md, deploy-exec).
 pub mod vars {
@@ -37,9 +38,11 @@ pub mod vars {
     pub const DEPLOYMENT_ID: &str = "DEPLOYMENT_ID";
     pub const DELIVERY_ID: &str = "DELIVERY_ID";
     pub const REPOSITORY: &str = "REPOSITORY";
+    /// The GitHub login that pushed (or created the deployment).
+    pub const SENDER: &str = "SENDER";
 
     /// Every variable kiln sets; `TASK_ENVIRONMENT` may not redefine one.
-    pub const ALL: [&str; 8] = [
+    pub const ALL: [&str; 9] = [
         GIT_REMOTE,
         GIT_SHA,
         GIT_REF,
@@ -48,6 +51,7 @@ pub mod vars {
         DEPLOYMENT_ID,
         DELIVERY_ID,
         REPOSITORY,
+        SENDER,
     ];
 }
 
@@ -113,6 +117,9 @@ pub fn container_environment(
     }
     environment.push((vars::DELIVERY_ID.to_string(), request.delivery_id.clone()));
     environment.push((vars::REPOSITORY.to_string(), request.repository.clone()));
+    if !request.sender.is_empty() {
+        environment.push((vars::SENDER.to_string(), request.sender.clone()));
+    }
     environment.extend(extra.iter().cloned());
     environment
 }
@@ -156,6 +163,9 @@ fn tags(request: &DeployRequest) -> Vec<(String, String)> {
     ];
     if let Some(id) = request.deployment_id {
         tags.push((TAG_DEPLOYMENT, id.to_string()));
+    }
+    if !request.sender.is_empty() {
+        tags.push((TAG_SENDER, request.sender.clone()));
     }
     tags.into_iter()
         .map(|(key, value)| (key.to_string(), tag_value(&value)))
@@ -235,6 +245,10 @@ pub(crate) mod tests {
             github_token_secret_arn: None,
             github_api_url: "https://api.github.com".into(),
             lanes_table: None,
+            notifications: crate::config::Notifications {
+                topic_arn: Some("arn:aws:sns:us-east-1:123456789012:kiln-alerts".into()),
+                deploys: crate::config::NotifyDeploys::Failures,
+            },
         }
     }
 
@@ -262,6 +276,7 @@ pub(crate) mod tests {
                 ("DEPLOYMENT_ID", "145988746"),
                 ("DELIVERY_ID", "72d3162e-cc78-11e3-81ab-4c9367dc0958"),
                 ("REPOSITORY", "Codertocat/Hello-World"),
+                ("SENDER", "Codertocat"),
                 ("FURNACE_INSTANCE", "prod"),
             ])
         );
@@ -295,6 +310,7 @@ pub(crate) mod tests {
                 ("kiln:sha", "6113728f27ae82c7b1a177c8d03f9e96e0adf246"),
                 ("kiln:delivery", "72d3162e-cc78-11e3-81ab-4c9367dc0958"),
                 ("kiln:deployment", "145988746"),
+                ("kiln:sender", "Codertocat"),
             ])
         );
         assert_eq!(tag_value("prod (eu)!"), "prod _eu__");

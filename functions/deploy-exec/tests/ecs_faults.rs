@@ -34,7 +34,14 @@ fn client(rules: &[&Rule]) -> Client {
     })
 }
 
-fn deps(client: Client) -> Deps<EcsTaskRunner, GitHubReporter<FakeSecrets>> {
+fn deps(
+    client: Client,
+) -> Deps<
+    EcsTaskRunner,
+    GitHubReporter<FakeSecrets>,
+    kiln::sns::fake::RecordingPublisher,
+    deploy_exec::task_log::CloudWatchLogTail,
+> {
     let config = Config::from_env(&Env::from_pairs([
         ("CLUSTER", "kiln"),
         ("TASK_DEFINITION", "kiln-stack-updater:3"),
@@ -48,6 +55,14 @@ fn deps(client: Client) -> Deps<EcsTaskRunner, GitHubReporter<FakeSecrets>> {
     Deps {
         reporter: GitHubReporter::new(&config.github_api_url, None, RetryPolicy::immediate(1)),
         runner: EcsTaskRunner::new(client),
+        publisher: kiln::sns::fake::RecordingPublisher::new(),
+        logs: deploy_exec::task_log::CloudWatchLogTail::new(
+            aws_sdk_cloudwatchlogs::Client::from_conf(
+                aws_sdk_cloudwatchlogs::Config::builder()
+                    .behavior_version(aws_sdk_cloudwatchlogs::config::BehaviorVersion::latest())
+                    .build(),
+            ),
+        ),
         metrics: Metrics::in_memory("deploy-exec"),
         lanes: None,
         config,
@@ -166,6 +181,7 @@ async fn run_task_input_carries_everything() {
             ("STACK_ENV", "production"),
             ("DELIVERY_ID", "d-1"),
             ("REPOSITORY", "Codertocat/Hello-World"),
+            ("SENDER", "Codertocat"),
             ("FURNACE_INSTANCE", "prod"),
         ]
     );
@@ -181,6 +197,7 @@ async fn run_task_input_carries_everything() {
             ("kiln:environment", "production"),
             ("kiln:sha", "6113728f27ae82c7b1a177c8d03f9e96e0adf246"),
             ("kiln:delivery", "d-1"),
+            ("kiln:sender", "Codertocat"),
         ]
     );
 }

@@ -1,5 +1,7 @@
-//! The kiln alert: what watchdog (and any other kiln function) publishes to
-//! the alert topic, and alert-forwarder renders for Slack.
+//! The kiln alert: what watchdog and deploy-exec publish to the alert
+//! topic, and alert-forwarder renders for Slack. deploy-exec's deployment
+//! notifications are alerts of this one schema, with well-known fields
+//! ([`super::deployment`]).
 
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;

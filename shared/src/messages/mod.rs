@@ -4,9 +4,11 @@
 
 pub mod alert;
 pub mod deploy_request;
+pub mod deployment;
 
 pub use alert::{Alert, AlertField, Severity};
 pub use deploy_request::{DeployEvent, DeployRequest};
+pub use deployment::{DeployOutcome, DeploymentLog, DeploymentNotice, LogLocation};
 
 /// Why one of kiln's own messages could not be decoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

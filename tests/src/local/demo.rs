@@ -34,6 +34,7 @@ pub async fn run(kiln: &LocalKiln, story: &mut Story) -> DemoIds {
     lanes(kiln, story).await;
     crash(kiln, story).await;
     alarm(kiln, story).await;
+    failed_deployment(kiln, story).await;
     ids
 }
 
@@ -541,6 +542,135 @@ async fn alarm(kiln: &LocalKiln, story: &mut Story) {
         Err(err) => {
             story.check("alarm → Slack", "a Slack message", &err.to_string(), false);
         }
+    }
+}
+
+/// What the failed deployment's stack updater writes before it exits 1.
+const FAILED_DEPLOY_LOG: [&str; 5] = [
+    "+ aws cloudformation deploy --stack-name hello-world-production",
+    "Waiting for changeset to be created..",
+    "2026-11-22 10:04:12 UPDATE_FAILED AWS::ECS::Service AppService Invalid request provided: the target group has no associated load balancer",
+    "2026-11-22 10:04:27 UPDATE_ROLLBACK_COMPLETE AWS::CloudFormation::Stack hello-world-production",
+    "deploy: stack update failed and was rolled back",
+];
+
+async fn failed_deployment(kiln: &LocalKiln, story: &mut Story) {
+    story.chapter(
+        "A deployment fails: deploy-exec announces it with the stack updater's last log lines",
+    );
+    let delivery = crate::process::uuid_like();
+    let request = failed_deploy_request(&delivery);
+    let started = kiln
+        .invoke(
+            "deploy-exec",
+            crate::fixtures::sns_event(&[crate::fixtures::SnsNotification::new(
+                kiln.resources.deploy_topic_arn.clone(),
+                request.to_json(),
+            )]),
+        )
+        .await;
+    // With lanes, the record's answer names the task its lane started.
+    let Some(task_arn) = started
+        .as_ref()
+        .ok()
+        .and_then(|answer| {
+            answer["started"][0]["started"]["task_arn"]
+                .as_str()
+                .or_else(|| answer["started"][0]["task_arn"].as_str())
+        })
+        .map(str::to_string)
+    else {
+        story.check(
+            "failed deployment",
+            "a task started",
+            &started.err().unwrap_or_else(|| "no task".into()),
+            false,
+        );
+        return;
+    };
+    let ecs = &kiln.resources.ecs;
+    let stream = ecs.log_stream(&task_arn);
+    let lines: Vec<String> = FAILED_DEPLOY_LOG.iter().map(|l| l.to_string()).collect();
+    kiln.aws.write_log(&ecs.log_group, &stream, &lines).await;
+    story.say(&format!(
+        "task {} wrote {} lines to {}:{stream}, then exited with code 1",
+        task_id(&task_arn),
+        lines.len(),
+        ecs.log_group
+    ));
+    let event = kiln.deploy_task_stopped_event(&task_arn, &delivery, 1);
+    let answer = kiln.invoke("deploy-exec", event).await;
+    story.say(&format!(
+        "deploy-exec: {}",
+        answer.as_ref().map_or_else(String::clone, Value::to_string)
+    ));
+    let alerts = receive(&kiln.alerts, 1, Duration::from_secs(5)).await;
+    let carries_lines = alerts
+        .first()
+        .and_then(|a| kiln::Alert::from_json(&a.message).ok())
+        .and_then(|a| {
+            a.field_value(kiln::messages::deployment::field::LOG_LINES)
+                .map(|l| l == lines.join("\n"))
+        })
+        .unwrap_or(false);
+    story.check(
+        "failure on the alert topic",
+        "1 kiln.alert from deploy-exec with the 5 log lines",
+        &match alerts.first() {
+            Some(alert) => format!(
+                "{} ({})",
+                alert.subject.as_deref().unwrap_or_default(),
+                if carries_lines {
+                    "with the log lines"
+                } else {
+                    "without the log lines"
+                }
+            ),
+            None => "no alert".into(),
+        },
+        alerts.len() == 1 && carries_lines,
+    );
+    forwarded_to_slack(kiln, story, 3, "failed deployment → Slack", "Deploy failed").await;
+    let slack_has_lines = kiln.slack.requests().get(2).is_some_and(|r| {
+        String::from_utf8_lossy(&r.body).contains("stack update failed and was rolled back")
+    });
+    story.check(
+        "log lines in Slack",
+        "the last log line in the message",
+        if slack_has_lines {
+            "present"
+        } else {
+            "missing"
+        },
+        slack_has_lines,
+    );
+}
+
+/// A push of the push fixture's repository to staging (a lane of its own:
+/// production's runs the lanes chapter's last push), under a new delivery,
+/// by the fixture's pusher.
+fn failed_deploy_request(delivery_id: &str) -> kiln::DeployRequest {
+    let payload: Value = serde_json::from_slice(&fixture_bytes(PUSH_FIXTURE)).unwrap_or_default();
+    let text = |pointer: &str| {
+        payload
+            .pointer(pointer)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
+    kiln::DeployRequest {
+        kind: kiln::messages::deploy_request::KIND.into(),
+        version: kiln::messages::deploy_request::VERSION,
+        delivery_id: delivery_id.into(),
+        event: kiln::DeployEvent::Push,
+        repository: text("/repository/full_name"),
+        clone_url: text("/repository/clone_url"),
+        git_ref: text("/ref"),
+        sha: text("/after"),
+        environment: "staging".into(),
+        sender: text("/sender/login"),
+        deployment_id: None,
+        requested_at: time::OffsetDateTime::now_utc(),
     }
 }
 

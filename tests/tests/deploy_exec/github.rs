@@ -101,26 +101,45 @@ fn deps_with(
     api_url: &str,
     secrets: Option<Arc<FakeSecrets>>,
     retry: RetryPolicy,
-) -> Deps<FakeRunner, GitHubReporter<Arc<FakeSecrets>>> {
+) -> Deps<
+    FakeRunner,
+    GitHubReporter<Arc<FakeSecrets>>,
+    kiln::sns::fake::RecordingPublisher,
+    deploy_exec::task_log::fake::FakeLogTail,
+> {
     let config = config(api_url);
     let token = secrets.map(|s| (SECRET_ARN.to_string(), SecretCache::new(s)));
     Deps {
         reporter: GitHubReporter::new(&config.github_api_url, token, retry),
         // Every task starts as the fixtures' task.
         runner: FakeRunner::always_starting(TASK_ARN),
+        publisher: kiln::sns::fake::RecordingPublisher::new(),
+        logs: deploy_exec::task_log::fake::FakeLogTail::new(),
         metrics: Metrics::in_memory("deploy-exec"),
         lanes: deploy_exec::lane_store::NO_LANES,
         config,
     }
 }
 
-fn deps_for(api_url: &str) -> Deps<FakeRunner, GitHubReporter<Arc<FakeSecrets>>> {
+fn deps_for(
+    api_url: &str,
+) -> Deps<
+    FakeRunner,
+    GitHubReporter<Arc<FakeSecrets>>,
+    kiln::sns::fake::RecordingPublisher,
+    deploy_exec::task_log::fake::FakeLogTail,
+> {
     deps_with(api_url, Some(secrets()), RetryPolicy::immediate(3))
 }
 
 /// Hands deploy-exec a task state change fixture; it must succeed.
 async fn deliver(
-    deps: &Deps<FakeRunner, GitHubReporter<Arc<FakeSecrets>>>,
+    deps: &Deps<
+        FakeRunner,
+        GitHubReporter<Arc<FakeSecrets>>,
+        kiln::sns::fake::RecordingPublisher,
+        deploy_exec::task_log::fake::FakeLogTail,
+    >,
     fixture: &str,
 ) -> Value {
     handle(deps, fixture_json(fixture)).await.unwrap()

@@ -4,9 +4,12 @@
 //!   ECS; the idempotency token through a recording proxy; the end of a
 //!   deployment read back from the task's tags; the real binary.
 //! - [`github`]: the statuses posted to a local fake of GitHub's API.
+//! - [`notify`]: deployment notifications on the alert topic, with the
+//!   failed task's last log lines from CloudWatch Logs.
 
 mod github;
 mod moto;
+mod notify;
 
 use kiln::{DeployEvent, DeployRequest};
 

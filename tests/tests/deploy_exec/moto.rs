@@ -127,7 +127,12 @@ fn deps(
     config: Config,
     ecs: aws_sdk_ecs::Client,
     github: Option<&RecordingServer>,
-) -> Deps<EcsTaskRunner, GitHubReporter<FakeSecrets>> {
+) -> Deps<
+    EcsTaskRunner,
+    GitHubReporter<FakeSecrets>,
+    kiln::sns::fake::RecordingPublisher,
+    deploy_exec::task_log::fake::FakeLogTail,
+> {
     let secret = "arn:aws:secretsmanager:us-east-1:123456789012:secret:kiln/github-token";
     let (api_url, token) = match github {
         Some(server) => (
@@ -142,6 +147,8 @@ fn deps(
     Deps {
         reporter: GitHubReporter::new(&api_url, token, RetryPolicy::immediate(1)),
         runner: EcsTaskRunner::new(ecs),
+        publisher: kiln::sns::fake::RecordingPublisher::new(),
+        logs: deploy_exec::task_log::fake::FakeLogTail::new(),
         metrics: Metrics::in_memory("deploy-exec"),
         lanes: deploy_exec::lane_store::NO_LANES,
         config,
@@ -236,6 +243,7 @@ async fn a_deploy_request_from_sns_starts_one_task_with_overrides_started_by_and
             ("DEPLOYMENT_ID", "145988746"),
             ("DELIVERY_ID", "72d3162e-cc78-11e3-81ab-4c9367dc0958"),
             ("REPOSITORY", "Codertocat/Hello-World"),
+            ("SENDER", "Codertocat"),
             ("FURNACE_INSTANCE", "moto"),
             ("BUILD_BUCKET", "kiln-builds"),
         ])
@@ -247,6 +255,7 @@ async fn a_deploy_request_from_sns_starts_one_task_with_overrides_started_by_and
             ("kiln:deployment", "145988746"),
             ("kiln:environment", "production"),
             ("kiln:repository", "Codertocat/Hello-World"),
+            ("kiln:sender", "Codertocat"),
             ("kiln:sha", "f95f852bd8fca8fcc58a9a2d6c842781e32a215e"),
         ])
     );

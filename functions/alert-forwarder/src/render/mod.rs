@@ -13,6 +13,8 @@
 //!   ALARM and `NOTIFY_OK` deciding OK messages.
 //! - [`ecs`]: ECS task state changes.
 //! - [`alert`]: kiln alerts.
+//! - [`deployment`]: kiln alerts that are deploy-exec's deployment
+//!   notifications.
 //! - [`other`]: any other EventBridge event, other JSON, plain text, and
 //!   Slack payloads passed through.
 
@@ -20,6 +22,7 @@ pub mod alarm;
 pub mod alert;
 pub mod blocks;
 pub mod console;
+pub mod deployment;
 pub mod ecs;
 pub mod other;
 
@@ -113,7 +116,10 @@ pub fn render(message: &Message, origin: &Origin<'_>, options: &Options<'_>) -> 
         }
         Message::EcsTask { event, task } => post(ecs::render(event, task)),
         Message::Event(event) => post(other::event(event, origin)),
-        Message::KilnAlert(alert) => post(alert::render(alert)),
+        Message::KilnAlert(alert) => match kiln::messages::DeploymentNotice::from_alert(alert) {
+            Some(notice) => post(deployment::render(&notice)),
+            None => post(alert::render(alert)),
+        },
         Message::InvalidKilnMessage { value, error } => {
             post(other::invalid_kiln_message(value, error, origin))
         }
