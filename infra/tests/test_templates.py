@@ -422,11 +422,10 @@ def test_deploy_exec_announces_deployments_on_the_alert_topic_only_when_asked():
     assert created == {"Fn::GetAtt": ["StackUpdaterLogGroup", "Arn"]}
     assert existing["Fn::Sub"].endswith(":log-group:${ExistingTaskLogGroup}:*")
     assert not granting("logs:FilterLogEvents")
-    # Tags tasks only with its notification mark (RunTask's own tagging
-    # aside).
+    # Marks the tasks of its own cluster (RunTask's own tagging aside).
     marks = [st for st in granting("ecs:TagResource") if "ecs:CreateAction" not in json.dumps(st)]
     assert len(marks) == 1
-    assert marks[0]["Condition"] == {"ForAllValues:StringLike": {"aws:TagKeys": ["kiln:notified:*"]}}
+    assert marks[0]["Resource"]["Fn::Sub"][0].endswith(":task/${ClusterName}/*")
     assert granting("ecs:DescribeTaskDefinition")[0]["Resource"] == "*"
     # Every one of these is conditional on NotifyDeploys.
     policies = json.dumps(fn["Properties"]["Policies"])

@@ -490,6 +490,8 @@ async fn deploy_lanes_stream(rate: f64, requests: usize, lanes: usize, seed: u64
             RetryPolicy::immediate(3),
         ),
         runner: EcsTaskRunner::new(aws_sdk_ecs::Client::new(&sdk)),
+        publisher: kiln::sns::fake::RecordingPublisher::new(),
+        logs: deploy_exec::task_log::fake::FakeLogTail::new(),
         lanes: Some(DynamoLaneStore::new(
             aws_sdk_dynamodb::Client::new(&sdk),
             TABLE,

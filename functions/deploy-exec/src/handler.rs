@@ -172,7 +172,13 @@ impl From<HandlerError> for lambda_runtime::Diagnostic {
 }
 
 /// Handles one invocation.
-pub async fn handle<R: TaskRunner, G: DeploymentReporter, P: Publisher, L: LogTail, S: LaneStore>(
+pub async fn handle<
+    R: TaskRunner,
+    G: DeploymentReporter,
+    P: Publisher,
+    L: LogTail,
+    S: LaneStore,
+>(
     deps: &Deps<R, G, P, L, S>,
     event: Value,
 ) -> Result<Value, HandlerError> {
@@ -201,7 +207,13 @@ pub async fn handle<R: TaskRunner, G: DeploymentReporter, P: Publisher, L: LogTa
     }
 }
 
-async fn start_deployments<R: TaskRunner, G: DeploymentReporter, P: Publisher, L: LogTail, S: LaneStore>(
+async fn start_deployments<
+    R: TaskRunner,
+    G: DeploymentReporter,
+    P: Publisher,
+    L: LogTail,
+    S: LaneStore,
+>(
     deps: &Deps<R, G, P, L, S>,
     event: &sns::SnsEvent,
 ) -> Result<Value, HandlerError> {
@@ -262,7 +274,11 @@ async fn start_one<R: TaskRunner, G: DeploymentReporter, P: Publisher, L: LogTai
     }))
 }
 
-fn log_start<R, G, P, L, S>(deps: &Deps<R, G, P, L, S>, request: &DeployRequest, started: &StartedTask) {
+fn log_start<R, G, P, L, S>(
+    deps: &Deps<R, G, P, L, S>,
+    request: &DeployRequest,
+    started: &StartedTask,
+) {
     if started.already_started {
         deps.metrics.count(metric::DEPLOYS_ALREADY_STARTED, 1);
         tracing::info!(task_arn = %started.task_arn, "the task of this delivery was already started");
@@ -283,7 +299,13 @@ fn log_start<R, G, P, L, S>(deps: &Deps<R, G, P, L, S>, request: &DeployRequest,
 /// Tells GitHub the deployment is under way. A failure here is logged and
 /// counted, never returned: the task is running, and failing the
 /// invocation would only retry a start that worked.
-async fn report_start<R: TaskRunner, G: DeploymentReporter, P: Publisher, L: LogTail, S: LaneStore>(
+async fn report_start<
+    R: TaskRunner,
+    G: DeploymentReporter,
+    P: Publisher,
+    L: LogTail,
+    S: LaneStore,
+>(
     deps: &Deps<R, G, P, L, S>,
     request: &DeployRequest,
     started: &StartedTask,
@@ -307,7 +329,10 @@ async fn report_start<R: TaskRunner, G: DeploymentReporter, P: Publisher, L: Log
     log_report(deps, &deps.reporter.report(&update).await);
 }
 
-fn log_report<R, G, P, L, S>(deps: &Deps<R, G, P, L, S>, result: &Result<ReportOutcome, ReportError>) {
+fn log_report<R, G, P, L, S>(
+    deps: &Deps<R, G, P, L, S>,
+    result: &Result<ReportOutcome, ReportError>,
+) {
     match result {
         Ok(ReportOutcome::Posted) => tracing::info!("GitHub status posted"),
         Ok(ReportOutcome::AlreadyFinal) => {
@@ -327,7 +352,13 @@ fn log_report<R, G, P, L, S>(deps: &Deps<R, G, P, L, S>, result: &Result<ReportO
 /// request, and each superseded request (newly, or still unreported from
 /// an earlier invocation). A superseded status that cannot be posted, or a
 /// start that failed, fails the invocation, so Lambda retries it.
-async fn report_lane<R: TaskRunner, G: DeploymentReporter, P: Publisher, L: LogTail, S: LaneStore>(
+async fn report_lane<
+    R: TaskRunner,
+    G: DeploymentReporter,
+    P: Publisher,
+    L: LogTail,
+    S: LaneStore,
+>(
     deps: &Deps<R, G, P, L, S>,
     store: &S,
     outcome: &LaneOutcome,
@@ -377,7 +408,13 @@ async fn report_lane<R: TaskRunner, G: DeploymentReporter, P: Publisher, L: LogT
 
 /// The request waits behind its lane's running deployment: GitHub shows it
 /// pending (queued, for a deployment).
-async fn report_queued<R: TaskRunner, G: DeploymentReporter, P: Publisher, L: LogTail, S: LaneStore>(
+async fn report_queued<
+    R: TaskRunner,
+    G: DeploymentReporter,
+    P: Publisher,
+    L: LogTail,
+    S: LaneStore,
+>(
     deps: &Deps<R, G, P, L, S>,
     lane: &str,
     queued: &Queued,
@@ -399,7 +436,13 @@ async fn report_queued<R: TaskRunner, G: DeploymentReporter, P: Publisher, L: Lo
 /// One superseded request: it will never deploy. This is where each
 /// superseded delivery is told (GitHub: a commit status `error`, or a
 /// deployment status `inactive`).
-async fn report_superseded<R: TaskRunner, G: DeploymentReporter, P: Publisher, L: LogTail, S: LaneStore>(
+async fn report_superseded<
+    R: TaskRunner,
+    G: DeploymentReporter,
+    P: Publisher,
+    L: LogTail,
+    S: LaneStore,
+>(
     deps: &Deps<R, G, P, L, S>,
     lane: &str,
     superseded: &Superseded,
@@ -424,7 +467,14 @@ async fn report_superseded<R: TaskRunner, G: DeploymentReporter, P: Publisher, L
     // had a task: a publish that fails leaves the request unreported, and
     // the retry posts both again (GitHub's status is the same one again).
     let identity = TaskIdentity::of_request(request);
-    notifier::superseded(deps, &identity, &deps.config.cluster, None, &superseded.by_sha).await?;
+    notifier::superseded(
+        deps,
+        &identity,
+        &deps.config.cluster,
+        None,
+        &superseded.by_sha,
+    )
+    .await?;
     Ok(())
 }
 
@@ -440,7 +490,13 @@ fn lane_status(request: &DeployRequest, state: DeployState, description: String)
     }
 }
 
-async fn finish_deployment<R: TaskRunner, G: DeploymentReporter, P: Publisher, L: LogTail, S: LaneStore>(
+async fn finish_deployment<
+    R: TaskRunner,
+    G: DeploymentReporter,
+    P: Publisher,
+    L: LogTail,
+    S: LaneStore,
+>(
     deps: &Deps<R, G, P, L, S>,
     task: &ecs::TaskStateChange,
     task_arn: &str,
@@ -811,7 +867,8 @@ pub(crate) mod tests {
 
     const LANE: &str = "Codertocat/Hello-World#production";
 
-    fn lane_deps() -> Deps<FakeRunner, FakeReporter, RecordingPublisher, FakeLogTail, InMemoryLaneStore> {
+    fn lane_deps()
+    -> Deps<FakeRunner, FakeReporter, RecordingPublisher, FakeLogTail, InMemoryLaneStore> {
         let deps = Deps {
             config: config(),
             runner: FakeRunner::new(),
@@ -839,7 +896,9 @@ pub(crate) mod tests {
         r
     }
 
-    fn store(deps: &Deps<FakeRunner, FakeReporter, RecordingPublisher, FakeLogTail, InMemoryLaneStore>) -> &InMemoryLaneStore {
+    fn store(
+        deps: &Deps<FakeRunner, FakeReporter, RecordingPublisher, FakeLogTail, InMemoryLaneStore>,
+    ) -> &InMemoryLaneStore {
         deps.lanes.as_ref().unwrap()
     }
 

@@ -292,6 +292,7 @@ mod tests {
             sender: "octocat".into(),
             deployment_id: None,
             requested_at: NOW,
+            event_at: None,
         };
         let notice = started(&request, TASK, NOW);
         assert_eq!(notice.title(), "Deploy started: o/r f95f852 to production");

@@ -671,6 +671,7 @@ fn failed_deploy_request(delivery_id: &str) -> kiln::DeployRequest {
         sender: text("/sender/login"),
         deployment_id: None,
         requested_at: time::OffsetDateTime::now_utc(),
+        event_at: None,
     }
 }
 

@@ -97,6 +97,7 @@ impl Stack {
             runner: EcsTaskRunner::new(aws_sdk_ecs::Client::new(sdk)),
             publisher: SnsPublisher::new(aws_sdk_sns::Client::new(sdk)),
             logs: CloudWatchLogTail::new(aws_sdk_cloudwatchlogs::Client::new(sdk)),
+            lanes: None,
             metrics: Metrics::in_memory("deploy-exec"),
             config,
         }
