@@ -162,8 +162,8 @@ dev: ## Start kiln locally and leave it running: webhook URL, secret and a signe
 	$(CARGO_TARGET_DIR)/local/kiln-local dev
 
 .PHONY: check-local-build
-check-local-build: ## Check that make run's function binaries have the Lambda zips' crates and features
-	tools/check-local-build.sh "$(LAMBDA_BUILD)" "$(LOCAL_FUNCTIONS_BUILD)"
+check-local-build: ## Check that make run's function binaries have the Lambda zips' crates and features, and that kiln-local's build reuses them
+	tools/check-local-build.sh "$(LAMBDA_BUILD)" "$(LOCAL_FUNCTIONS_BUILD)" "$(LOCAL_HARNESS_BUILD)"
 
 .PHONY: rustup-arm64
 rustup-arm64:

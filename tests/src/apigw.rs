@@ -8,21 +8,16 @@
 //! a 500 and a timeout a 503. This is what lets `curl` (or GitHub's own
 //! redelivery tooling) talk to deploy-trigger on this machine.
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::Router;
-use axum::body::{Body, Bytes};
-use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use serde_json::{Value, json};
-use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use crate::HarnessError;
 use crate::fixtures::apigw_v2_request;
+use crate::http_server::{self, Request, Response};
 use crate::lambda::LambdaFunction;
 
 /// The local endpoint; stops when dropped.
@@ -54,24 +49,15 @@ impl ApiGateway {
         path: &str,
         function: Arc<LambdaFunction>,
     ) -> Result<ApiGateway, HarnessError> {
-        let listener = TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
+        let (listener, addr) = http_server::bind_loopback()
             .await
             .map_err(|e| HarnessError(format!("binding the API Gateway endpoint: {e}")))?;
-        let addr = listener
-            .local_addr()
-            .map_err(|e| HarnessError(format!("API Gateway address: {e}")))?;
         let route = Arc::new(Route {
             method: "POST".into(),
             path: path.to_string(),
             function,
         });
-        let app = Router::new()
-            .fallback(proxy)
-            .layer(DefaultBodyLimit::disable())
-            .with_state(route);
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
+        let task = http_server::serve(listener, move |request| proxy(Arc::clone(&route), request));
         Ok(ApiGateway {
             addr,
             route: path.to_string(),
@@ -95,49 +81,29 @@ impl Drop for ApiGateway {
     }
 }
 
-fn message(status: StatusCode, text: &str) -> Response {
-    (status, axum::Json(json!({ "message": text }))).into_response()
+fn message(status: u16, text: &str) -> Response {
+    Response::json(status, &json!({ "message": text }))
 }
 
-async fn proxy(State(route): State<Arc<Route>>, request: Request) -> Response {
-    let (parts, body) = request.into_parts();
-    if parts.method.as_str() != route.method || parts.uri.path() != route.path {
-        return message(StatusCode::NOT_FOUND, "Not Found");
+async fn proxy(route: Arc<Route>, request: Request) -> Option<Response> {
+    if request.method != route.method || request.path() != route.path {
+        return Some(message(404, "Not Found"));
     }
-    let Ok(body) = axum::body::to_bytes(body, usize::MAX).await else {
-        return message(StatusCode::BAD_REQUEST, "Bad Request");
-    };
-    let headers: Vec<(String, String)> = parts
-        .headers
-        .iter()
-        .map(|(name, value)| {
-            (
-                name.as_str().to_string(),
-                String::from_utf8_lossy(value.as_bytes()).into_owned(),
-            )
-        })
-        .collect();
-    let content_type = parts
-        .headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
-    let base64 = is_binary(content_type) || std::str::from_utf8(&body).is_err();
+    let content_type = request.header("content-type").unwrap_or_default();
+    let base64 = is_binary(content_type) || std::str::from_utf8(&request.body).is_err();
     let event = apigw_v2_request(
         &route.method,
         &route.path,
-        parts.uri.query().unwrap_or_default(),
-        headers,
-        &body,
+        request.query().unwrap_or_default(),
+        request.headers.clone(),
+        &request.body,
         base64,
     );
-    match route.function.invoke(event).await {
+    Some(match route.function.invoke(event).await {
         Ok(answer) => into_http(answer),
-        Err(err) if err.error_type == "Sandbox.Timedout" => {
-            message(StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable")
-        }
-        Err(_) => message(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error"),
-    }
+        Err(err) if err.error_type == "Sandbox.Timedout" => message(503, "Service Unavailable"),
+        Err(_) => message(500, "Internal Server Error"),
+    })
 }
 
 /// API Gateway base64-encodes bodies it does not consider text.
@@ -160,50 +126,48 @@ fn is_binary(content_type: &str) -> bool {
 fn into_http(answer: Value) -> Response {
     let Some(status) = answer.get("statusCode").and_then(Value::as_u64) else {
         // Not a response object: API Gateway sends it as a JSON body.
-        return (
-            StatusCode::OK,
-            [(header::CONTENT_TYPE, "application/json")],
-            answer.to_string(),
-        )
-            .into_response();
+        return Response::json(200, &answer);
     };
     let body = match answer.get("body").and_then(Value::as_str) {
         Some(text) if answer.get("isBase64Encoded") == Some(&Value::Bool(true)) => {
             match base64::engine::general_purpose::STANDARD.decode(text) {
-                Ok(bytes) => Bytes::from(bytes),
-                Err(_) => {
-                    return message(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error");
-                }
+                Ok(bytes) => bytes,
+                Err(_) => return message(500, "Internal Server Error"),
             }
         }
-        Some(text) => Bytes::from(text.to_string()),
-        None => Bytes::new(),
+        Some(text) => text.as_bytes().to_vec(),
+        None => Vec::new(),
     };
-    let mut response = Response::new(Body::from(body));
-    *response.status_mut() = StatusCode::from_u16(u16::try_from(status).unwrap_or(500))
-        .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let status = u16::try_from(status)
+        .ok()
+        .filter(|s| (100..=999).contains(s))
+        .unwrap_or(500);
+    let mut response = Response::new(status).body(body);
     if let Some(headers) = answer.get("headers").and_then(Value::as_object) {
         for (name, value) in headers {
             let text = match value {
                 Value::String(text) => text.clone(),
                 other => other.to_string(),
             };
-            if let (Ok(name), Ok(value)) = (
-                header::HeaderName::from_bytes(name.as_bytes()),
-                HeaderValue::from_str(&text),
-            ) {
-                response.headers_mut().append(name, value);
+            if is_header_safe(name) && is_header_safe(&text) {
+                response = response.header(name, &text);
             }
         }
     }
     if let Some(cookies) = answer.get("cookies").and_then(Value::as_array) {
         for cookie in cookies.iter().filter_map(Value::as_str) {
-            if let Ok(value) = HeaderValue::from_str(cookie) {
-                response.headers_mut().append(header::SET_COOKIE, value);
+            if is_header_safe(cookie) {
+                response = response.header("set-cookie", cookie);
             }
         }
     }
     response
+}
+
+/// A header name or value that cannot break the response head (no line
+/// breaks or other control characters), as hyper refused before.
+fn is_header_safe(text: &str) -> bool {
+    !text.is_empty() && !text.chars().any(|c| c.is_control() && c != '\t')
 }
 
 #[cfg(test)]
@@ -219,32 +183,26 @@ mod tests {
         assert!(is_binary("application/octet-stream"));
     }
 
-    #[tokio::test]
-    async fn answers_become_http_responses() {
+    #[test]
+    fn answers_become_http_responses() {
         let full = into_http(json!({
             "statusCode": 401,
-            "headers": {"content-type": "application/json"},
+            "headers": {"content-type": "application/json", "x-bad": "a\r\nb"},
             "body": "{\"error\":\"bad signature\"}",
             "isBase64Encoded": false
         }));
-        assert_eq!(full.status(), StatusCode::UNAUTHORIZED);
-        assert_eq!(full.headers()["content-type"], "application/json");
-        let body = axum::body::to_bytes(full.into_body(), usize::MAX)
-            .await
-            .unwrap();
-        assert_eq!(&body[..], b"{\"error\":\"bad signature\"}");
+        assert_eq!(full.status, 401);
+        assert_eq!(
+            full.headers,
+            vec![("content-type".to_string(), "application/json".to_string())]
+        );
+        assert_eq!(&full.body[..], b"{\"error\":\"bad signature\"}");
 
         let bare = into_http(json!({"ok": true}));
-        assert_eq!(bare.status(), StatusCode::OK);
-        let body = axum::body::to_bytes(bare.into_body(), usize::MAX)
-            .await
-            .unwrap();
-        assert_eq!(&body[..], b"{\"ok\":true}");
+        assert_eq!(bare.status, 200);
+        assert_eq!(&bare.body[..], b"{\"ok\":true}");
 
         let binary = into_http(json!({"statusCode": 200, "body": "/wBh", "isBase64Encoded": true}));
-        let body = axum::body::to_bytes(binary.into_body(), usize::MAX)
-            .await
-            .unwrap();
-        assert_eq!(&body[..], &[0xff, 0x00, b'a']);
+        assert_eq!(&binary.body[..], &[0xff, 0x00, b'a']);
     }
 }

@@ -23,9 +23,9 @@
 //! ([`crate::call_record`]); it is then transparent: when the upstream does
 //! not answer, the connection is reset, as if there were no proxy.
 //!
-//! The proxy speaks just enough HTTP/1.1 for the SDK (keep-alive,
-//! `Content-Length` and chunked request bodies); writing it on raw sockets
-//! is what makes resets and truncated replies possible.
+//! The proxy reads requests with the harness's HTTP/1.1 server
+//! ([`crate::http_server`]) and writes on the raw socket, which is what makes
+//! resets and truncated replies possible.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
@@ -33,11 +33,12 @@ use std::time::Duration;
 
 use aws_config::SdkConfig;
 use aws_config::retry::RetryConfig;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
 use crate::call_record::{CallRecorder, ObservedCall};
+use crate::http_server::{Request, Response, forward, read_request};
 
 /// What to do to one call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -408,21 +409,15 @@ impl Upstream {
     }
 }
 
-struct Request {
-    method: String,
-    target: String,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
+/// How the proxy reads an AWS call off the wire.
+trait AwsCall {
+    fn protocol(&self) -> Protocol;
+    /// The signing name in `Credential=KEY/DATE/REGION/SERVICE/aws4_request`.
+    fn service(&self) -> String;
+    fn operation(&self) -> String;
 }
 
-impl Request {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
+impl AwsCall for Request {
     fn protocol(&self) -> Protocol {
         let content_type = self.header("content-type").unwrap_or_default();
         if content_type.contains("x-amz-json") {
@@ -436,7 +431,6 @@ impl Request {
         }
     }
 
-    /// The signing name in `Credential=KEY/DATE/REGION/SERVICE/aws4_request`.
     fn service(&self) -> String {
         self.header("authorization")
             .and_then(|auth| auth.split("Credential=").nth(1))
@@ -530,21 +524,21 @@ async fn serve_connection(
             }
             Some(after) => {
                 // Forward first: AWS acts, then the reply goes wrong.
-                let reply = forward(&upstream, &request).await;
+                let reply = forward(&upstream.client, &upstream.base, &request).await;
                 call.forwarded = true;
-                call.upstream_status = reply.as_ref().map(|r| r.0);
+                call.upstream_status = reply.as_ref().map(|r| r.status);
                 upstream
-                    .observe(&call, reply.as_ref().map(|r| r.2.as_slice()))
+                    .observe(&call, reply.as_ref().map(|r| r.body.as_slice()))
                     .await;
                 record(&state, call);
                 match after {
                     Fault::ResetAfter => reset(stream),
                     Fault::TruncateAfter => {
-                        if let Some((status, headers, body)) = reply {
-                            let half = body.len() / 2;
-                            let head = response_head(status, &headers, body.len());
+                        if let Some(response) = reply {
+                            let half = response.body.len() / 2;
+                            let head = response.head(response.body.len());
                             let _ = stream.write_all(head.as_bytes()).await;
-                            let _ = stream.write_all(&body[..half]).await;
+                            let _ = stream.write_all(&response.body[..half]).await;
                             let _ = stream.flush().await;
                         }
                         let _ = stream.shutdown().await;
@@ -557,21 +551,17 @@ async fn serve_connection(
                 return;
             }
             None => {
-                let reply = forward(&upstream, &request).await;
+                let reply = forward(&upstream.client, &upstream.base, &request).await;
                 call.forwarded = true;
-                call.upstream_status = reply.as_ref().map(|r| r.0);
+                call.upstream_status = reply.as_ref().map(|r| r.status);
                 // Written down before the reply goes out: once the function
                 // has its answer, its process may be stopped at any moment.
                 upstream
-                    .observe(&call, reply.as_ref().map(|r| r.2.as_slice()))
+                    .observe(&call, reply.as_ref().map(|r| r.body.as_slice()))
                     .await;
                 record(&state, call);
                 match reply {
-                    Some((status, headers, body)) => {
-                        let head = response_head(status, &headers, body.len());
-                        stream.write_all(head.as_bytes()).await.is_ok()
-                            && stream.write_all(&body).await.is_ok()
-                    }
+                    Some(response) => response.write_to(&mut stream).await,
                     None if upstream.recorder.is_some() => {
                         // Transparent: an unreachable AWS stays unreachable.
                         reset(stream);
@@ -604,69 +594,13 @@ fn reset(stream: TcpStream) {
     drop(stream);
 }
 
-async fn forward(
-    upstream: &Upstream,
-    request: &Request,
-) -> Option<(u16, Vec<(String, String)>, Vec<u8>)> {
-    let method = reqwest::Method::from_bytes(request.method.as_bytes()).ok()?;
-    let mut builder = upstream
-        .client
-        .request(method, format!("{}{}", upstream.base, request.target));
-    for (name, value) in &request.headers {
-        let lower = name.to_ascii_lowercase();
-        if matches!(
-            lower.as_str(),
-            "host" | "content-length" | "transfer-encoding" | "connection" | "expect"
-        ) {
-            continue;
-        }
-        builder = builder.header(name.as_str(), value.as_str());
-    }
-    let response = builder.body(request.body.clone()).send().await.ok()?;
-    let status = response.status().as_u16();
-    let headers = response
-        .headers()
-        .iter()
-        .filter(|(name, _)| {
-            !matches!(
-                name.as_str(),
-                "content-length" | "transfer-encoding" | "connection" | "keep-alive"
-            )
-        })
-        .filter_map(|(name, value)| Some((name.to_string(), value.to_str().ok()?.to_string())))
-        .collect();
-    let body = response.bytes().await.ok()?.to_vec();
-    Some((status, headers, body))
-}
-
-fn response_head(status: u16, headers: &[(String, String)], length: usize) -> String {
-    let mut head = format!("HTTP/1.1 {status} {}\r\n", reason(status));
-    for (name, value) in headers {
-        head.push_str(&format!("{name}: {value}\r\n"));
-    }
-    head.push_str(&format!("content-length: {length}\r\n\r\n"));
-    head
-}
-
 async fn write_reply(stream: &mut TcpStream, status: u16, content_type: &str, body: &[u8]) -> bool {
-    let headers = [
-        ("content-type".to_string(), content_type.to_string()),
-        ("x-amzn-requestid".to_string(), "fault-proxy".to_string()),
-    ];
-    let head = response_head(status, &headers, body.len());
-    stream.write_all(head.as_bytes()).await.is_ok() && stream.write_all(body).await.is_ok()
-}
-
-fn reason(status: u16) -> &'static str {
-    match status {
-        200 => "OK",
-        400 => "Bad Request",
-        404 => "Not Found",
-        500 => "Internal Server Error",
-        502 => "Bad Gateway",
-        503 => "Service Unavailable",
-        _ => "Status",
-    }
+    Response::new(status)
+        .header("content-type", content_type)
+        .header("x-amzn-requestid", "fault-proxy")
+        .body(body)
+        .write_to(stream)
+        .await
 }
 
 /// The throttling answer each protocol's services give: `Throttling` for
@@ -716,104 +650,6 @@ pub fn error_body(
             .into_bytes(),
         ),
     }
-}
-
-const MAX_HEAD: usize = 64 * 1024;
-
-/// Reads one request (head and body) from a keep-alive connection. `None`
-/// when the client closed it or sent something unreadable.
-async fn read_request(stream: &mut TcpStream, buffer: &mut Vec<u8>) -> Option<Request> {
-    let head_end = loop {
-        if let Some(pos) = find(buffer, b"\r\n\r\n") {
-            break pos;
-        }
-        if buffer.len() > MAX_HEAD {
-            return None;
-        }
-        read_more(stream, buffer).await?;
-    };
-    let head = String::from_utf8_lossy(&buffer[..head_end]).into_owned();
-    buffer.drain(..head_end + 4);
-    let mut lines = head.split("\r\n");
-    let mut request_line = lines.next()?.split(' ');
-    let method = request_line.next()?.to_string();
-    let target = request_line.next()?.to_string();
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|line| {
-            let (name, value) = line.split_once(':')?;
-            Some((name.trim().to_string(), value.trim().to_string()))
-        })
-        .collect();
-    let header = |name: &str| {
-        headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.clone())
-    };
-    let body = if header("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
-        read_chunked(stream, buffer).await?
-    } else {
-        let length: usize = header("content-length")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
-        while buffer.len() < length {
-            read_more(stream, buffer).await?;
-        }
-        buffer.drain(..length).collect()
-    };
-    Some(Request {
-        method,
-        target,
-        headers,
-        body,
-    })
-}
-
-async fn read_chunked(stream: &mut TcpStream, buffer: &mut Vec<u8>) -> Option<Vec<u8>> {
-    let mut body = Vec::new();
-    loop {
-        let line_end = loop {
-            if let Some(pos) = find(buffer, b"\r\n") {
-                break pos;
-            }
-            read_more(stream, buffer).await?;
-        };
-        let size_text = String::from_utf8_lossy(&buffer[..line_end]).into_owned();
-        let size = usize::from_str_radix(size_text.split(';').next()?.trim(), 16).ok()?;
-        buffer.drain(..line_end + 2);
-        if size == 0 {
-            // Trailers (none expected) end with an empty line.
-            loop {
-                if let Some(pos) = find(buffer, b"\r\n") {
-                    buffer.drain(..pos + 2);
-                    if pos == 0 {
-                        return Some(body);
-                    }
-                    continue;
-                }
-                read_more(stream, buffer).await?;
-            }
-        }
-        while buffer.len() < size + 2 {
-            read_more(stream, buffer).await?;
-        }
-        body.extend(buffer.drain(..size));
-        buffer.drain(..2);
-    }
-}
-
-async fn read_more(stream: &mut TcpStream, buffer: &mut Vec<u8>) -> Option<()> {
-    let mut chunk = [0u8; 16 * 1024];
-    let n = stream.read(&mut chunk).await.ok()?;
-    if n == 0 {
-        return None;
-    }
-    buffer.extend_from_slice(&chunk[..n]);
-    Some(())
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
 }
 
 #[cfg(test)]

@@ -8,25 +8,15 @@
 //! network failures.
 
 use std::collections::VecDeque;
-use std::io;
-use std::net::{Ipv4Addr, SocketAddr};
-use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use axum::Router;
-use axum::body::{Body, Bytes};
-use axum::extract::connect_info::{ConnectInfo, Connected};
-use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::response::Response;
-use axum::serve::{IncomingStream, Listener};
 use serde_json::Value;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
+
+use crate::http_server::{self, Request, Response};
 
 /// One recorded request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -168,13 +158,9 @@ impl RecordingServer {
 
     /// Starts with another default reply.
     pub async fn start_with_default(default: Reply) -> RecordingServer {
-        let listener = match TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0))).await {
-            Ok(listener) => listener,
+        let (listener, addr) = match http_server::bind_loopback().await {
+            Ok(bound) => bound,
             Err(err) => panic!("binding 127.0.0.1:0: {err}"),
-        };
-        let addr = match listener.local_addr() {
-            Ok(addr) => addr,
-            Err(err) => panic!("local_addr: {err}"),
         };
         let shared = Arc::new(Shared {
             requests: Mutex::new(Vec::new()),
@@ -185,13 +171,9 @@ impl RecordingServer {
             }),
             arrived: Notify::new(),
         });
-        let app = Router::new()
-            .fallback(record_and_reply)
-            .layer(DefaultBodyLimit::disable())
-            .with_state(Arc::clone(&shared));
-        let task = tokio::spawn(async move {
-            let service = app.into_make_service_with_connect_info::<Connection>();
-            let _ = axum::serve(DroppableListener(listener), service).await;
+        let state = Arc::clone(&shared);
+        let task = http_server::serve(listener, move |request| {
+            record_and_reply(Arc::clone(&state), request)
         });
         RecordingServer { addr, shared, task }
     }
@@ -289,30 +271,13 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-async fn record_and_reply(
-    State(shared): State<Arc<Shared>>,
-    ConnectInfo(connection): ConnectInfo<Connection>,
-    request: Request,
-) -> Response {
-    let (parts, body) = request.into_parts();
-    let body = axum::body::to_bytes(body, usize::MAX)
-        .await
-        .unwrap_or_default();
+async fn record_and_reply(shared: Arc<Shared>, request: Request) -> Option<Response> {
     let recorded = RecordedRequest {
-        method: parts.method.to_string(),
-        path: parts.uri.path().to_string(),
-        query: parts.uri.query().map(str::to_string),
-        headers: parts
-            .headers
-            .iter()
-            .map(|(name, value)| {
-                (
-                    name.as_str().to_string(),
-                    String::from_utf8_lossy(value.as_bytes()).into_owned(),
-                )
-            })
-            .collect(),
-        body: body.to_vec(),
+        method: request.method.clone(),
+        path: request.path().to_string(),
+        query: request.query().map(str::to_string),
+        headers: request.headers,
+        body: request.body,
     };
     let reply = {
         let mut script = lock(&shared.script);
@@ -332,103 +297,11 @@ async fn record_and_reply(
         tokio::time::sleep(delay).await;
     }
     if reply.drop_connection {
-        connection.0.store(true, Ordering::SeqCst);
+        return None;
     }
-    let mut response = Response::builder().status(reply.status.clamp(100, 999));
-    for (name, value) in &reply.headers {
-        response = response.header(name, value);
-    }
-    response
-        .body(Body::from(Bytes::from(reply.body)))
-        .unwrap_or_else(|_| Response::new(Body::empty()))
-}
-
-/// A TCP listener whose connections a handler can cut: the handler sets the
-/// connection's flag, and its next read or write fails, so hyper closes the
-/// socket without sending the response.
-struct DroppableListener(TcpListener);
-
-struct DroppableStream {
-    inner: TcpStream,
-    dropped: Arc<AtomicBool>,
-}
-
-/// The connect info handed to handlers: the connection's drop flag.
-#[derive(Clone)]
-struct Connection(Arc<AtomicBool>);
-
-impl Connected<IncomingStream<'_, DroppableListener>> for Connection {
-    fn connect_info(stream: IncomingStream<'_, DroppableListener>) -> Self {
-        Connection(Arc::clone(&stream.io().dropped))
-    }
-}
-
-impl Listener for DroppableListener {
-    type Io = DroppableStream;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        loop {
-            match self.0.accept().await {
-                Ok((stream, addr)) => {
-                    let io = DroppableStream {
-                        inner: stream,
-                        dropped: Arc::new(AtomicBool::new(false)),
-                    };
-                    return (io, addr);
-                }
-                // Out of file descriptors and the like: back off, as axum's
-                // own listener does.
-                Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
-            }
-        }
-    }
-
-    fn local_addr(&self) -> io::Result<Self::Addr> {
-        self.0.local_addr()
-    }
-}
-
-fn cut() -> io::Error {
-    io::Error::new(
-        io::ErrorKind::ConnectionAborted,
-        "connection dropped by script",
-    )
-}
-
-impl AsyncRead for DroppableStream {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        if self.dropped.load(Ordering::SeqCst) {
-            return Poll::Ready(Err(cut()));
-        }
-        Pin::new(&mut self.inner).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for DroppableStream {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        if self.dropped.load(Ordering::SeqCst) {
-            return Poll::Ready(Err(cut()));
-        }
-        Pin::new(&mut self.inner).poll_write(cx, buf)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        if self.dropped.load(Ordering::SeqCst) {
-            return Poll::Ready(Err(cut()));
-        }
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
+    Some(Response {
+        status: reply.status.clamp(100, 999),
+        headers: reply.headers,
+        body: reply.body,
+    })
 }

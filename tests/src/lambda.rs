@@ -13,27 +13,21 @@
 //! older than its sources, or `$KILN_BIN_DIR/<name>` as is.
 
 use std::collections::HashMap;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use axum::Router;
-use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path as UrlPath, State};
-use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
-use tokio::net::TcpListener;
 use tokio::process::Command;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::call_record::{self, CallRecorder};
 use crate::faults::FaultProxy;
+use crate::http_server::{self, Request, Response};
 use crate::moto::{ACCOUNT_ID, REGION};
 use crate::process::{isolate, kill_group, random_u64, uuid_like};
 use crate::{HarnessError, target_dir, workspace_root};
@@ -209,13 +203,13 @@ impl LambdaBuilder {
             output: Mutex::new(Vec::new()),
         });
 
-        let listener = TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
+        let (listener, runtime_api) = http_server::bind_loopback()
             .await
             .map_err(|e| HarnessError(format!("binding the Runtime API: {e}")))?;
-        let runtime_api = listener
-            .local_addr()
-            .map_err(|e| HarnessError(format!("Runtime API address: {e}")))?;
-        let server = tokio::spawn(serve_runtime_api(listener, Arc::clone(&shared)));
+        let state = Arc::clone(&shared);
+        let server = http_server::serve(listener, move |request| {
+            runtime_api_call(Arc::clone(&state), request)
+        });
 
         let mut env = lambda_env(&self, &binary, runtime_api);
         let aws_proxies = match record_aws_calls(&self.name, &mut env).await {
@@ -447,7 +441,7 @@ impl LambdaFunction {
         let deadline_ms = epoch_ms(SystemTime::now() + self.timeout);
         let pending = Pending {
             request_id: request_id.clone(),
-            body: Bytes::from(event.to_string()),
+            body: event.to_string().into_bytes(),
             deadline_ms,
             reply,
         };
@@ -657,7 +651,7 @@ struct Status {
 
 struct Pending {
     request_id: String,
-    body: Bytes,
+    body: Vec<u8>,
     deadline_ms: u128,
     reply: oneshot::Sender<Result<Value, LambdaError>>,
 }
@@ -672,31 +666,56 @@ struct Shared {
     output: Mutex<Vec<OutputLine>>,
 }
 
-async fn serve_runtime_api(listener: TcpListener, shared: Arc<Shared>) {
-    let app = Router::new()
-        .route("/2018-06-01/runtime/invocation/next", get(next_invocation))
-        .route(
-            "/2018-06-01/runtime/invocation/{request_id}/response",
-            post(invocation_response),
-        )
-        .route(
-            "/2018-06-01/runtime/invocation/{request_id}/error",
-            post(invocation_error),
-        )
-        .route("/2018-06-01/runtime/init/error", post(init_error))
-        .layer(DefaultBodyLimit::disable())
-        .with_state(shared);
-    let _ = axum::serve(listener, app).await;
+/// Routes one Runtime API call, answering as Lambda does.
+async fn runtime_api_call(shared: Arc<Shared>, request: Request) -> Option<Response> {
+    let call = request.path().strip_prefix("/2018-06-01/runtime/");
+    let response = match (request.method.as_str(), call) {
+        ("GET", Some("invocation/next")) => next_invocation(&shared).await,
+        ("POST", Some("init/error")) => {
+            let error = parse_error(&request);
+            shared.status.send_modify(|s| s.init_error = Some(error));
+            accepted()
+        }
+        ("POST", Some(call)) => match call
+            .strip_prefix("invocation/")
+            .and_then(|rest| rest.split_once('/'))
+        {
+            Some((request_id, "response")) => {
+                // A handler's response is JSON; anything else is kept as a string.
+                let value = serde_json::from_slice(&request.body).unwrap_or_else(|_| {
+                    Value::String(String::from_utf8_lossy(&request.body).into_owned())
+                });
+                complete(&shared, request_id, Ok(value))
+            }
+            Some((request_id, "error")) => {
+                complete(&shared, request_id, Err(parse_error(&request)))
+            }
+            _ => not_found(),
+        },
+        _ => not_found(),
+    };
+    Some(response)
 }
 
-async fn next_invocation(State(shared): State<Arc<Shared>>) -> Response {
+fn accepted() -> Response {
+    Response::json(202, &json!({"status": "OK"}))
+}
+
+fn not_found() -> Response {
+    Response::json(
+        404,
+        &json!({"errorType": "NotFound", "errorMessage": "unknown Runtime API route"}),
+    )
+}
+
+async fn next_invocation(shared: &Shared) -> Response {
     shared.status.send_modify(|s| {
         s.first_next.get_or_insert_with(Instant::now);
     });
     // One poller at a time, as in Lambda; the lock also keeps the receiver.
     let pending = shared.queue_rx.lock().await.recv().await;
     let Some(pending) = pending else {
-        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+        return Response::new(500);
     };
     if let Ok(mut in_flight) = shared.in_flight.lock() {
         in_flight.insert(pending.request_id.clone(), pending.reply);
@@ -707,27 +726,16 @@ async fn next_invocation(State(shared): State<Arc<Shared>>) -> Response {
         u128::from(random_u64()) << 32 | u128::from(random_u64() as u32),
         random_u64()
     );
-    (
-        StatusCode::OK,
-        [
-            (
-                header::CONTENT_TYPE.as_str(),
-                "application/json".to_string(),
-            ),
-            ("lambda-runtime-aws-request-id", pending.request_id),
-            (
-                "lambda-runtime-deadline-ms",
-                pending.deadline_ms.to_string(),
-            ),
-            (
-                "lambda-runtime-invoked-function-arn",
-                shared.function_arn.clone(),
-            ),
-            ("lambda-runtime-trace-id", trace_id),
-        ],
-        pending.body,
-    )
-        .into_response()
+    Response::new(200)
+        .header("content-type", "application/json")
+        .header("lambda-runtime-aws-request-id", &pending.request_id)
+        .header(
+            "lambda-runtime-deadline-ms",
+            &pending.deadline_ms.to_string(),
+        )
+        .header("lambda-runtime-invoked-function-arn", &shared.function_arn)
+        .header("lambda-runtime-trace-id", &trace_id)
+        .body(pending.body)
 }
 
 fn complete(shared: &Shared, request_id: &str, outcome: Result<Value, LambdaError>) -> Response {
@@ -743,57 +751,25 @@ fn complete(shared: &Shared, request_id: &str, outcome: Result<Value, LambdaErro
         Some(reply) => {
             // The invoker may have timed out and gone: nothing to do then.
             let _ = reply.send(outcome);
-            (StatusCode::ACCEPTED, axum::Json(json!({"status": "OK"}))).into_response()
+            accepted()
         }
-        None => (
-            StatusCode::BAD_REQUEST,
-            axum::Json(json!({
+        None => Response::json(
+            400,
+            &json!({
                 "errorType": "InvalidRequestID",
                 "errorMessage": format!("unknown request id {request_id}"),
-            })),
-        )
-            .into_response(),
+            }),
+        ),
     }
-}
-
-async fn invocation_response(
-    State(shared): State<Arc<Shared>>,
-    UrlPath(request_id): UrlPath<String>,
-    body: Bytes,
-) -> Response {
-    // A handler's response is JSON; anything else is kept as a string.
-    let value = serde_json::from_slice(&body)
-        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into_owned()));
-    complete(&shared, &request_id, Ok(value))
-}
-
-async fn invocation_error(
-    State(shared): State<Arc<Shared>>,
-    UrlPath(request_id): UrlPath<String>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let error = parse_error(&headers, &body);
-    complete(&shared, &request_id, Err(error))
-}
-
-async fn init_error(
-    State(shared): State<Arc<Shared>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let error = parse_error(&headers, &body);
-    shared.status.send_modify(|s| s.init_error = Some(error));
-    (StatusCode::ACCEPTED, axum::Json(json!({"status": "OK"}))).into_response()
 }
 
 /// `{"errorType", "errorMessage"}` from the body, falling back to the
 /// `Lambda-Runtime-Function-Error-Type` header and the raw body.
-fn parse_error(headers: &HeaderMap, body: &[u8]) -> LambdaError {
+fn parse_error(request: &Request) -> LambdaError {
+    let body = &request.body;
     let parsed: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
-    let header_type = headers
-        .get("lambda-runtime-function-error-type")
-        .and_then(|v| v.to_str().ok())
+    let header_type = request
+        .header("lambda-runtime-function-error-type")
         .map(str::to_string);
     LambdaError {
         error_type: parsed
@@ -955,20 +931,26 @@ mod tests {
 
     #[test]
     fn errors_come_from_the_body_or_the_header() {
-        let mut headers = HeaderMap::new();
+        let post = |headers: Vec<(String, String)>, body: &[u8]| Request {
+            method: "POST".into(),
+            target: "/2018-06-01/runtime/init/error".into(),
+            headers,
+            body: body.to_vec(),
+            close: false,
+        };
         let body = br#"{"errorType":"SignatureMismatch","errorMessage":"bad"}"#;
         assert_eq!(
-            parse_error(&headers, body),
+            parse_error(&post(Vec::new(), body)),
             LambdaError {
                 error_type: "SignatureMismatch".into(),
                 error_message: "bad".into()
             }
         );
-        headers.insert(
-            "lambda-runtime-function-error-type",
-            "Runtime.InitError".parse().unwrap(),
-        );
-        let error = parse_error(&headers, b"not json");
+        let typed = vec![(
+            "lambda-runtime-function-error-type".to_string(),
+            "Runtime.InitError".to_string(),
+        )];
+        let error = parse_error(&post(typed, b"not json"));
         assert_eq!(error.error_type, "Runtime.InitError");
         assert_eq!(error.error_message, "not json");
     }

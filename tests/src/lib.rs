@@ -26,6 +26,7 @@ pub mod call_record;
 pub mod faults;
 pub mod fixtures;
 pub mod http;
+pub mod http_server;
 pub mod lambda;
 pub mod local;
 pub mod moto;

@@ -9,19 +9,14 @@
 //! redelivered webhook reuses its original's token.
 
 use std::collections::HashMap;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
-use axum::Router;
-use axum::body::{Body, Bytes};
-use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
-use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use crate::HarnessError;
+use crate::http_server::{self, Request, Response, forward};
 
 /// What became of one `RunTask`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,15 +39,10 @@ pub struct RunTaskCall {
     pub outcome: RunTaskOutcome,
 }
 
-/// An upstream answer: status, headers, body.
-type Upstream = (u16, Vec<(String, String)>, Bytes);
-
 /// A first answer, kept per token.
 struct FirstRun {
     request: Value,
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Bytes,
+    answer: Response,
     task_arns: Vec<String>,
 }
 
@@ -87,12 +77,9 @@ impl Drop for EcsTokens {
 impl EcsTokens {
     /// Listens on 127.0.0.1 on a free port, forwarding to `upstream`.
     pub async fn start(upstream: &str) -> Result<EcsTokens, HarnessError> {
-        let listener = TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
+        let (listener, addr) = http_server::bind_loopback()
             .await
             .map_err(|e| HarnessError(format!("binding the ECS front: {e}")))?;
-        let addr = listener
-            .local_addr()
-            .map_err(|e| HarnessError(format!("ECS front address: {e}")))?;
         let client = reqwest::Client::builder()
             .no_proxy()
             .build()
@@ -103,13 +90,8 @@ impl EcsTokens {
             tokens: tokio::sync::Mutex::new(HashMap::new()),
             calls: Mutex::new(Vec::new()),
         });
-        let app = Router::new()
-            .fallback(handle)
-            .layer(DefaultBodyLimit::disable())
-            .with_state(Arc::clone(&shared));
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
+        let state = Arc::clone(&shared);
+        let task = http_server::serve(listener, move |request| handle(Arc::clone(&state), request));
         Ok(EcsTokens { addr, shared, task })
     }
 
@@ -128,29 +110,17 @@ impl EcsTokens {
     }
 }
 
-async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response {
-    let (parts, body) = request.into_parts();
-    let Ok(body) = axum::body::to_bytes(body, usize::MAX).await else {
-        return StatusCode::BAD_REQUEST.into_response();
-    };
-    let path = parts
-        .uri
-        .path_and_query()
-        .map(|p| p.as_str().to_string())
-        .unwrap_or_else(|| "/".into());
-    let is_run_task = parts
-        .headers
-        .get("x-amz-target")
-        .and_then(|t| t.to_str().ok())
+async fn handle(shared: Arc<Shared>, request: Request) -> Option<Response> {
+    let is_run_task = request
+        .header("x-amz-target")
         .is_some_and(|t| t.ends_with(".RunTask"));
     if !is_run_task {
-        return match forward(&shared, &parts.method, &path, &parts.headers, &body).await {
-            Some((status, headers, body)) => response(status, &headers, body),
-            None => StatusCode::BAD_GATEWAY.into_response(),
-        };
+        return Some(forwarded(
+            forward(&shared.client, &shared.upstream, &request).await,
+        ));
     }
 
-    let input: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let input: Value = serde_json::from_slice(&request.body).unwrap_or(Value::Null);
     let text = |key: &str| input.get(key).and_then(Value::as_str).map(str::to_string);
     let client_token = text("clientToken");
     let started_by = text("startedBy");
@@ -164,12 +134,9 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
         }
     };
     let Some(token) = client_token.clone() else {
-        let reply = forward(&shared, &parts.method, &path, &parts.headers, &body).await;
+        let reply = forward(&shared.client, &shared.upstream, &request).await;
         record(outcome_of(reply.as_ref()));
-        return match reply {
-            Some((status, headers, body)) => response(status, &headers, body),
-            None => StatusCode::BAD_GATEWAY.into_response(),
-        };
+        return Some(forwarded(reply));
     };
 
     // One RunTask per token at a time, as ECS serialises them.
@@ -177,7 +144,7 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
     if let Some(first) = tokens.get(&token) {
         if first.request == input {
             record(RunTaskOutcome::Replayed(first.task_arns.clone()));
-            return response(first.status, &first.headers, first.body.clone());
+            return Some(first.answer.clone());
         }
         record(RunTaskOutcome::Conflict(first.task_arns.clone()));
         let body = json!({
@@ -185,99 +152,47 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
             "message": "The specified client token has already been used in a RunTask request with different parameters.",
             "resourceIds": first.task_arns,
         });
-        return (
-            StatusCode::BAD_REQUEST,
-            [("content-type", "application/x-amz-json-1.1")],
-            body.to_string(),
-        )
-            .into_response();
+        return Some(
+            Response::new(400)
+                .header("content-type", "application/x-amz-json-1.1")
+                .body(body.to_string()),
+        );
     }
-    let reply = forward(&shared, &parts.method, &path, &parts.headers, &body).await;
+    let reply = forward(&shared.client, &shared.upstream, &request).await;
     let outcome = outcome_of(reply.as_ref());
     record(outcome.clone());
-    let Some((status, headers, body)) = reply else {
-        return StatusCode::BAD_GATEWAY.into_response();
-    };
-    if let RunTaskOutcome::Started(task_arns) = outcome {
+    if let (RunTaskOutcome::Started(task_arns), Some(answer)) = (outcome, &reply) {
         tokens.insert(
             token,
             FirstRun {
                 request: input,
-                status,
-                headers: headers.clone(),
-                body: body.clone(),
+                answer: answer.clone(),
                 task_arns,
             },
         );
     }
-    response(status, &headers, body)
+    Some(forwarded(reply))
 }
 
-fn outcome_of(reply: Option<&Upstream>) -> RunTaskOutcome {
-    let Some((status, _, body)) = reply else {
+/// moto's answer, or 502 when it gave none.
+fn forwarded(reply: Option<Response>) -> Response {
+    reply.unwrap_or_else(|| Response::new(502))
+}
+
+fn outcome_of(reply: Option<&Response>) -> RunTaskOutcome {
+    let Some(reply) = reply else {
         return RunTaskOutcome::Failed(None);
     };
-    let task_arns: Vec<String> = serde_json::from_slice::<Value>(body)
+    let task_arns: Vec<String> = serde_json::from_slice::<Value>(&reply.body)
         .ok()
         .and_then(|v| v.get("tasks").and_then(Value::as_array).cloned())
         .unwrap_or_default()
         .iter()
         .filter_map(|t| t.get("taskArn").and_then(Value::as_str).map(str::to_string))
         .collect();
-    if *status == 200 && !task_arns.is_empty() {
+    if reply.status == 200 && !task_arns.is_empty() {
         RunTaskOutcome::Started(task_arns)
     } else {
-        RunTaskOutcome::Failed(Some(*status))
+        RunTaskOutcome::Failed(Some(reply.status))
     }
-}
-
-async fn forward(
-    shared: &Shared,
-    method: &axum::http::Method,
-    path: &str,
-    headers: &HeaderMap,
-    body: &Bytes,
-) -> Option<Upstream> {
-    let method = reqwest::Method::from_bytes(method.as_str().as_bytes()).ok()?;
-    let mut builder = shared
-        .client
-        .request(method, format!("{}{path}", shared.upstream));
-    for (name, value) in headers {
-        if matches!(
-            name.as_str(),
-            "host" | "content-length" | "transfer-encoding" | "connection" | "expect"
-        ) {
-            continue;
-        }
-        builder = builder.header(name.as_str(), value.as_bytes());
-    }
-    let reply = builder.body(body.clone()).send().await.ok()?;
-    let status = reply.status().as_u16();
-    let headers = reply
-        .headers()
-        .iter()
-        .filter(|(name, _)| {
-            !matches!(
-                name.as_str(),
-                "content-length" | "transfer-encoding" | "connection" | "keep-alive"
-            )
-        })
-        .filter_map(|(name, value)| Some((name.to_string(), value.to_str().ok()?.to_string())))
-        .collect();
-    let body = reply.bytes().await.ok()?;
-    Some((status, headers, body))
-}
-
-fn response(status: u16, headers: &[(String, String)], body: Bytes) -> Response {
-    let mut response = Response::new(Body::from(body));
-    *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
-    for (name, value) in headers {
-        if let (Ok(name), Ok(value)) = (
-            axum::http::HeaderName::from_bytes(name.as_bytes()),
-            HeaderValue::from_str(value),
-        ) {
-            response.headers_mut().append(name, value);
-        }
-    }
-    response
 }

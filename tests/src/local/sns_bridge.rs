@@ -13,23 +13,18 @@
 //! have none; kiln's functions don't read them.
 
 use std::collections::HashMap;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::Router;
-use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, State};
-use axum::http::StatusCode;
-use axum::routing::post;
 use serde_json::Value;
-use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 use crate::HarnessError;
 use crate::aws::Aws;
 use crate::fixtures::{SnsNotification, sns_event};
+use crate::http_server::{self, Request, Response};
 use crate::lambda::{LambdaError, LambdaFunction};
 
 /// Waits before the second and the third attempt of a failed invocation.
@@ -112,19 +107,14 @@ impl Drop for SnsBridge {
 impl SnsBridge {
     /// Listens on 127.0.0.1 on a free port.
     pub async fn start() -> Result<SnsBridge, HarnessError> {
-        let listener = TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
+        let (listener, addr) = http_server::bind_loopback()
             .await
             .map_err(|e| HarnessError(format!("binding the SNS endpoint: {e}")))?;
-        let addr = listener
-            .local_addr()
-            .map_err(|e| HarnessError(format!("SNS endpoint address: {e}")))?;
         let shared = Arc::new(Shared::default());
-        let app = Router::new()
-            .route("/sns/{function}", post(notification))
-            .layer(DefaultBodyLimit::disable())
-            .with_state(Arc::clone(&shared));
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
+        let state = Arc::clone(&shared);
+        let task = http_server::serve(listener, move |request| {
+            let state = Arc::clone(&state);
+            async move { Some(Response::new(notification(state, &request))) }
         });
         Ok(SnsBridge { addr, shared, task })
     }
@@ -218,21 +208,22 @@ impl SnsBridge {
 
 /// One POST from moto: a notification (or a subscription confirmation,
 /// which moto never sends since it confirms HTTP subscriptions itself).
-async fn notification(
-    State(shared): State<Arc<Shared>>,
-    Path(function_name): Path<String>,
-    body: Bytes,
-) -> StatusCode {
-    let Ok(post) = serde_json::from_slice::<Value>(&body) else {
-        return StatusCode::BAD_REQUEST;
+/// Answers with the status for moto.
+fn notification(shared: Arc<Shared>, request: &Request) -> u16 {
+    let function_name = match request.path().strip_prefix("/sns/") {
+        Some(name) if request.method == "POST" && !name.contains('/') => name.to_string(),
+        _ => return 404,
+    };
+    let Ok(post) = serde_json::from_slice::<Value>(&request.body) else {
+        return 400;
     };
     let text = |key: &str| post.get(key).and_then(Value::as_str).map(str::to_string);
     if text("Type").as_deref() != Some("Notification") {
-        return StatusCode::OK;
+        return 200;
     }
     let subscriber = lock(&shared.functions).get(&function_name).cloned();
     let Some(function) = subscriber else {
-        return StatusCode::NOT_FOUND;
+        return 404;
     };
     let delivery = SnsDelivery {
         function: function_name,
@@ -255,7 +246,7 @@ async fn notification(
     shared.changed.notify_waiters();
     let Some(function) = function else {
         shared.update(index, |d| d.outcome = Some(Ok(Value::Null)));
-        return StatusCode::OK;
+        return 200;
     };
     tokio::spawn(async move {
         for attempt in 0..=RETRY_DELAYS.len() {
@@ -271,5 +262,5 @@ async fn notification(
             }
         }
     });
-    StatusCode::OK
+    200
 }
