@@ -183,7 +183,7 @@ pub async fn handle<
     event: Value,
 ) -> Result<Value, HandlerError> {
     match Inbound::from_value(event).map_err(|e| HandlerError::UnsupportedEvent(e.to_string()))? {
-        Inbound::Sns(event) => start_deployments(deps, &event).await,
+        Inbound::Sns(event) => deps.start_deployments(&event).await,
         Inbound::EventBridge(event) if event.is(ecs::SOURCE, ECS_TASK_STATE_CHANGE) => {
             let task: ecs::TaskStateChange = event.detail_as().map_err(|e| {
                 HandlerError::UnsupportedEvent(format!(
@@ -196,7 +196,7 @@ pub async fn handle<
                 .or_else(|| event.resources.first().cloned())
                 .unwrap_or_default();
             let span = tracing::info_span!("task_stopped", task_arn = %task_arn);
-            finish_deployment(deps, &task, &task_arn)
+            deps.finish_deployment(&task, &task_arn)
                 .instrument(span)
                 .await
         }
@@ -207,277 +207,364 @@ pub async fn handle<
     }
 }
 
-async fn start_deployments<
-    R: TaskRunner,
-    G: DeploymentReporter,
-    P: Publisher,
-    L: LogTail,
-    S: LaneStore,
->(
-    deps: &Deps<R, G, P, L, S>,
-    event: &sns::SnsEvent,
-) -> Result<Value, HandlerError> {
-    if event.records.is_empty() {
-        return Err(HandlerError::UnsupportedEvent(
-            "an SNS event with no records".into(),
-        ));
+/// An invocation's steps, written as methods so that the ports' bounds are
+/// written once.
+impl<R: TaskRunner, G: DeploymentReporter, P: Publisher, L: LogTail, S: LaneStore>
+    Deps<R, G, P, L, S>
+{
+    async fn start_deployments(&self, event: &sns::SnsEvent) -> Result<Value, HandlerError> {
+        if event.records.is_empty() {
+            return Err(HandlerError::UnsupportedEvent(
+                "an SNS event with no records".into(),
+            ));
+        }
+        let mut started = Vec::new();
+        let mut failures = Vec::new();
+        for (index, record) in event.records.iter().enumerate() {
+            let label = record.label(index);
+            let span = tracing::info_span!("deploy_request", record = %label, delivery_id = tracing::field::Empty);
+            match self.start_one(record).instrument(span).await {
+                Ok(value) => started.push(value),
+                Err(error) => {
+                    self.metrics.count(metric::START_FAILURES, 1);
+                    tracing::error!(record = %label, error = %kiln::aws::error_chain(&error), "deploy request failed");
+                    failures.push(RecordFailure { label, error });
+                }
+            }
+        }
+        if failures.is_empty() {
+            Ok(json!({ "started": started }))
+        } else {
+            Err(HandlerError::Records {
+                total: event.records.len(),
+                failures,
+            })
+        }
     }
-    let mut started = Vec::new();
-    let mut failures = Vec::new();
-    for (index, record) in event.records.iter().enumerate() {
-        let label = record.label(index);
-        let span = tracing::info_span!("deploy_request", record = %label, delivery_id = tracing::field::Empty);
-        match start_one(deps, record).instrument(span).await {
-            Ok(value) => started.push(value),
-            Err(error) => {
-                deps.metrics.count(metric::START_FAILURES, 1);
-                tracing::error!(record = %label, error = %kiln::aws::error_chain(&error), "deploy request failed");
-                failures.push(RecordFailure { label, error });
+
+    async fn start_one(&self, record: &sns::SnsRecord) -> Result<Value, StartError> {
+        let request =
+            DeployRequest::from_json(&record.sns.message).map_err(StartError::InvalidRequest)?;
+        tracing::Span::current().record("delivery_id", request.delivery_id.as_str());
+        let task_request = task_request::build(&request, &self.config)?;
+        if let Some(store) = &self.lanes {
+            // Boxed: the lane's steps are a deep future, kept off the stack of
+            // every invocation's future.
+            let outcome = Box::pin(self.lane(store).request(&request)).await?;
+            Box::pin(self.report_lane(store, &outcome)).await?;
+            return Ok(outcome.to_json());
+        }
+        let started = self.runner.run_task(&task_request).await?;
+        self.log_start(&request, &started);
+        self.report_start(&request, &started).await;
+        let notified =
+            notifier::started(self, &request, &self.config.cluster, &started.task_arn).await?;
+        Ok(json!({
+            "delivery_id": request.delivery_id,
+            "task_arn": started.task_arn,
+            "already_started": started.already_started,
+            "notification": notified.as_str(),
+        }))
+    }
+
+    fn log_start(&self, request: &DeployRequest, started: &StartedTask) {
+        if started.already_started {
+            self.metrics.count(metric::DEPLOYS_ALREADY_STARTED, 1);
+            tracing::info!(task_arn = %started.task_arn, "the task of this delivery was already started");
+        } else {
+            self.metrics.count(metric::DEPLOYS_STARTED, 1);
+            tracing::info!(
+                task_arn = %started.task_arn,
+                repository = %request.repository,
+                environment = %request.environment,
+                sha = %request.sha,
+                event = request.event.as_str(),
+                last_status = started.last_status.as_deref().unwrap_or_default(),
+                "deploy task started"
+            );
+        }
+    }
+
+    /// Tells GitHub the deployment is under way. A failure here is logged and
+    /// counted, never returned: the task is running, and failing the
+    /// invocation would only retry a start that worked.
+    async fn report_start(&self, request: &DeployRequest, started: &StartedTask) {
+        let task_url = crate::console::task_url(&started.task_arn, &self.config.cluster);
+        let task_id = started.task_arn.rsplit('/').next().unwrap_or_default();
+        let update = StatusUpdate {
+            repository: request.repository.clone(),
+            sha: request.sha.clone(),
+            environment: request.environment.clone(),
+            deployment_id: request.deployment_id,
+            state: DeployState::InProgress,
+            description: format!(
+                "Deploying {} to {} (ECS task {})",
+                short_sha(&request.sha),
+                request.environment,
+                task_id.get(..8).unwrap_or(task_id)
+            ),
+            task_url,
+        };
+        self.log_report(&self.reporter.report(&update).await);
+    }
+
+    fn log_report(&self, result: &Result<ReportOutcome, ReportError>) {
+        match result {
+            Ok(ReportOutcome::Posted) => tracing::info!("GitHub status posted"),
+            Ok(ReportOutcome::AlreadyFinal) => {
+                tracing::info!("GitHub already has a final status for this task; nothing posted")
+            }
+            Ok(ReportOutcome::Disabled) => {
+                tracing::debug!("no GitHub token configured; nothing posted")
+            }
+            Err(err) => {
+                self.metrics.count(metric::GITHUB_REPORT_FAILURES, 1);
+                tracing::warn!(error = %err, "GitHub status not posted");
             }
         }
     }
-    if failures.is_empty() {
-        Ok(json!({ "started": started }))
-    } else {
-        Err(HandlerError::Records {
-            total: event.records.len(),
-            failures,
-        })
-    }
-}
 
-async fn start_one<R: TaskRunner, G: DeploymentReporter, P: Publisher, L: LogTail, S: LaneStore>(
-    deps: &Deps<R, G, P, L, S>,
-    record: &sns::SnsRecord,
-) -> Result<Value, StartError> {
-    let request =
-        DeployRequest::from_json(&record.sns.message).map_err(StartError::InvalidRequest)?;
-    tracing::Span::current().record("delivery_id", request.delivery_id.as_str());
-    let task_request = task_request::build(&request, &deps.config)?;
-    if let Some(store) = &deps.lanes {
-        // Boxed: the lane's steps are a deep future, kept off the stack of
-        // every invocation's future.
-        let outcome = Box::pin(deps.lane(store).request(&request)).await?;
-        Box::pin(report_lane(deps, store, &outcome)).await?;
-        return Ok(outcome.to_json());
+    /// Reports everything a lane step did: the started task, the queued
+    /// request, and each superseded request (newly, or still unreported from
+    /// an earlier invocation). A superseded status that cannot be posted, or a
+    /// start that failed, fails the invocation, so Lambda retries it.
+    async fn report_lane(&self, store: &S, outcome: &LaneOutcome) -> Result<(), StartError> {
+        let lane = outcome.lane.as_str();
+        if let Some(reason) = outcome.unchanged {
+            tracing::info!(lane, reason, "the lane is unchanged");
+        }
+        if let Some((request, started)) = &outcome.started {
+            let span = tracing::info_span!("lane_start", lane, delivery_id = %request.delivery_id);
+            async {
+                self.log_start(request, started);
+                self.report_start(request, started).await;
+            }
+            .instrument(span)
+            .await;
+            notifier::started(self, request, &self.config.cluster, &started.task_arn).await?;
+        }
+        if let Some(queued) = &outcome.queued {
+            self.report_queued(lane, queued).await;
+        }
+        let mut posted = Vec::new();
+        let mut failure = None;
+        for (superseded, new) in outcome
+            .superseded
+            .iter()
+            .map(|s| (s, true))
+            .chain(outcome.unreported.iter().map(|s| (s, false)))
+        {
+            if new {
+                self.metrics.count(metric::DEPLOYS_SUPERSEDED, 1);
+            }
+            match self.report_superseded(lane, superseded).await {
+                Ok(()) => posted.push(superseded.request.delivery_id.clone()),
+                Err(error) => {
+                    failure.get_or_insert(error);
+                }
+            }
+        }
+        self.lane(store).reported(lane, &posted).await?;
+        if let Some((request, start_failure)) = &outcome.failed_start {
+            tracing::error!(lane, delivery_id = %request.delivery_id, error = %start_failure, "the lane's next deployment did not start; the lane is back as it was");
+            return Err(start_failure.clone().into());
+        }
+        failure.map_or(Ok(()), Err)
     }
-    let started = deps.runner.run_task(&task_request).await?;
-    log_start(deps, &request, &started);
-    report_start(deps, &request, &started).await;
-    let notified =
-        notifier::started(deps, &request, &deps.config.cluster, &started.task_arn).await?;
-    Ok(json!({
-        "delivery_id": request.delivery_id,
-        "task_arn": started.task_arn,
-        "already_started": started.already_started,
-        "notification": notified.as_str(),
-    }))
-}
 
-fn log_start<R, G, P, L, S>(
-    deps: &Deps<R, G, P, L, S>,
-    request: &DeployRequest,
-    started: &StartedTask,
-) {
-    if started.already_started {
-        deps.metrics.count(metric::DEPLOYS_ALREADY_STARTED, 1);
-        tracing::info!(task_arn = %started.task_arn, "the task of this delivery was already started");
-    } else {
-        deps.metrics.count(metric::DEPLOYS_STARTED, 1);
+    /// The request waits behind its lane's running deployment: GitHub shows it
+    /// pending (queued, for a deployment).
+    async fn report_queued(&self, lane: &str, queued: &Queued) {
+        self.metrics.count(metric::DEPLOYS_QUEUED, 1);
+        let request = &queued.request;
         tracing::info!(
-            task_arn = %started.task_arn,
-            repository = %request.repository,
-            environment = %request.environment,
+            lane,
+            delivery_id = %request.delivery_id,
             sha = %request.sha,
-            event = request.event.as_str(),
-            last_status = started.last_status.as_deref().unwrap_or_default(),
-            "deploy task started"
+            behind_sha = %queued.behind_sha,
+            behind_task = queued.behind_task.as_deref().unwrap_or_default(),
+            "deploy request queued behind the lane's running deployment"
         );
+        let update = lane_status(request, DeployState::Queued, queued.description());
+        self.log_report(&self.reporter.report(&update).await);
     }
-}
 
-/// Tells GitHub the deployment is under way. A failure here is logged and
-/// counted, never returned: the task is running, and failing the
-/// invocation would only retry a start that worked.
-async fn report_start<
-    R: TaskRunner,
-    G: DeploymentReporter,
-    P: Publisher,
-    L: LogTail,
-    S: LaneStore,
->(
-    deps: &Deps<R, G, P, L, S>,
-    request: &DeployRequest,
-    started: &StartedTask,
-) {
-    let task_url = crate::console::task_url(&started.task_arn, &deps.config.cluster);
-    let task_id = started.task_arn.rsplit('/').next().unwrap_or_default();
-    let update = StatusUpdate {
-        repository: request.repository.clone(),
-        sha: request.sha.clone(),
-        environment: request.environment.clone(),
-        deployment_id: request.deployment_id,
-        state: DeployState::InProgress,
-        description: format!(
-            "Deploying {} to {} (ECS task {})",
-            short_sha(&request.sha),
-            request.environment,
-            task_id.get(..8).unwrap_or(task_id)
-        ),
-        task_url,
-    };
-    log_report(deps, &deps.reporter.report(&update).await);
-}
+    /// One superseded request: it will never deploy. This is where each
+    /// superseded delivery is told (GitHub: a commit status `error`, or a
+    /// deployment status `inactive`).
+    async fn report_superseded(
+        &self,
+        lane: &str,
+        superseded: &Superseded,
+    ) -> Result<(), StartError> {
+        let request = &superseded.request;
+        tracing::info!(
+            lane,
+            delivery_id = %request.delivery_id,
+            sha = %request.sha,
+            by_delivery = %superseded.by_delivery,
+            by_sha = %superseded.by_sha,
+            "deploy request superseded by a newer one on its lane"
+        );
+        let update = lane_status(request, DeployState::Superseded, superseded.description());
+        let result = self.reporter.report(&update).await;
+        self.log_report(&result);
+        result.map_err(|error| StartError::SupersededReport {
+            delivery_id: request.delivery_id.clone(),
+            error,
+        })?;
+        // Then the alert topic (NOTIFY_DEPLOYS=all). A superseded request never
+        // had a task: a publish that fails leaves the request unreported, and
+        // the retry posts both again (GitHub's status is the same one again).
+        let identity = TaskIdentity::of_request(request);
+        notifier::superseded(
+            self,
+            &identity,
+            &self.config.cluster,
+            None,
+            &superseded.by_sha,
+        )
+        .await?;
+        Ok(())
+    }
 
-fn log_report<R, G, P, L, S>(
-    deps: &Deps<R, G, P, L, S>,
-    result: &Result<ReportOutcome, ReportError>,
-) {
-    match result {
-        Ok(ReportOutcome::Posted) => tracing::info!("GitHub status posted"),
-        Ok(ReportOutcome::AlreadyFinal) => {
-            tracing::info!("GitHub already has a final status for this task; nothing posted")
-        }
-        Ok(ReportOutcome::Disabled) => {
-            tracing::debug!("no GitHub token configured; nothing posted")
-        }
-        Err(err) => {
-            deps.metrics.count(metric::GITHUB_REPORT_FAILURES, 1);
-            tracing::warn!(error = %err, "GitHub status not posted");
-        }
-    }
-}
-
-/// Reports everything a lane step did: the started task, the queued
-/// request, and each superseded request (newly, or still unreported from
-/// an earlier invocation). A superseded status that cannot be posted, or a
-/// start that failed, fails the invocation, so Lambda retries it.
-async fn report_lane<
-    R: TaskRunner,
-    G: DeploymentReporter,
-    P: Publisher,
-    L: LogTail,
-    S: LaneStore,
->(
-    deps: &Deps<R, G, P, L, S>,
-    store: &S,
-    outcome: &LaneOutcome,
-) -> Result<(), StartError> {
-    let lane = outcome.lane.as_str();
-    if let Some(reason) = outcome.unchanged {
-        tracing::info!(lane, reason, "the lane is unchanged");
-    }
-    if let Some((request, started)) = &outcome.started {
-        let span = tracing::info_span!("lane_start", lane, delivery_id = %request.delivery_id);
-        async {
-            log_start(deps, request, started);
-            report_start(deps, request, started).await;
-        }
-        .instrument(span)
-        .await;
-        notifier::started(deps, request, &deps.config.cluster, &started.task_arn).await?;
-    }
-    if let Some(queued) = &outcome.queued {
-        report_queued(deps, lane, queued).await;
-    }
-    let mut posted = Vec::new();
-    let mut failure = None;
-    for (superseded, new) in outcome
-        .superseded
-        .iter()
-        .map(|s| (s, true))
-        .chain(outcome.unreported.iter().map(|s| (s, false)))
-    {
-        if new {
-            deps.metrics.count(metric::DEPLOYS_SUPERSEDED, 1);
-        }
-        match report_superseded(deps, lane, superseded).await {
-            Ok(()) => posted.push(superseded.request.delivery_id.clone()),
-            Err(error) => {
-                failure.get_or_insert(error);
+    async fn finish_deployment(
+        &self,
+        task: &ecs::TaskStateChange,
+        task_arn: &str,
+    ) -> Result<Value, HandlerError> {
+        let container = self.config.container_name.as_str();
+        let (state, detail) = match completion(task, container) {
+            Completion::Ignore(reason) => {
+                tracing::info!(reason, "task state change ignored");
+                return Ok(json!({ "ignored": reason }));
             }
+            Completion::Finished { state, detail } => (state, detail),
+        };
+        let cluster = task
+            .cluster_arn
+            .clone()
+            .unwrap_or_else(|| self.config.cluster.clone());
+        let identity =
+            match TaskIdentity::from_environment(|name| task.override_env(container, name)) {
+                Some(identity) => Some(identity),
+                None => {
+                    // The event normally carries the overrides; when it doesn't,
+                    // ask ECS for the task's overrides and tags.
+                    let details = self
+                        .runner
+                        .describe_task(&cluster, task_arn, container)
+                        .await?;
+                    details.and_then(|d| {
+                        TaskIdentity::from_environment(|name| {
+                            d.environment
+                                .iter()
+                                .find(|(k, _)| k == name)
+                                .map(|(_, v)| v.as_str())
+                        })
+                        .or_else(|| TaskIdentity::from_tags(&d.tags))
+                    })
+                }
+            };
+        let Some(identity) = identity else {
+            self.metrics.count(metric::UNRECOGNISED_TASKS, 1);
+            tracing::warn!(
+                "stopped task carries no kiln deployment (no overrides or tags); nothing to report"
+            );
+            return Ok(json!({ "ignored": "the task carries no kiln deployment" }));
+        };
+        tracing::info!(
+            repository = %identity.repository,
+            environment = %identity.environment,
+            sha = %identity.sha,
+            delivery_id = identity.delivery_id.as_deref().unwrap_or_default(),
+            success = state == DeployState::Success,
+            detail = %detail,
+            "deployment finished"
+        );
+        // The lane first: its next deployment must not wait on GitHub.
+        let lane = match &self.lanes {
+            Some(store) => Some(Box::pin(self.free_lane(store, &identity, task_arn)).await),
+            None => None,
+        };
+        let update = StatusUpdate {
+            description: identity.describe(state, &detail),
+            repository: identity.repository.clone(),
+            sha: identity.sha.clone(),
+            environment: identity.environment.clone(),
+            deployment_id: identity.deployment_id,
+            state,
+            task_url: crate::console::task_url(task_arn, &cluster),
+        };
+        // Unlike at the start, reporting is all there is left to do: a failure
+        // fails the invocation so Lambda retries it. A retry cannot post twice,
+        // because a final status for this task is left alone.
+        let result = self.reporter.report(&update).await;
+        self.log_report(&result);
+        let outcome = result.map_err(HandlerError::Report)?;
+        // A duplicate event finds the status already final: count each
+        // deployment once.
+        if outcome != ReportOutcome::AlreadyFinal {
+            self.metrics.count(
+                match state {
+                    DeployState::Success => metric::DEPLOYS_SUCCEEDED,
+                    _ => metric::DEPLOYS_FAILED,
+                },
+                1,
+            );
         }
+        // Then the alert topic. GitHub's status stays as it is whatever
+        // happens here; a failed publish fails the invocation, and the retry
+        // finds the status already final and publishes again.
+        let notified = notifier::stopped(
+            self,
+            StoppedTask {
+                task,
+                task_arn,
+                cluster: &cluster,
+                identity: &identity,
+                outcome: match state {
+                    DeployState::Success => DeployOutcome::Succeeded,
+                    _ => DeployOutcome::Failed,
+                },
+                detail: &detail,
+            },
+        )
+        .await?;
+        let lane = lane.transpose().map_err(HandlerError::Lane)?;
+        Ok(json!({
+            "lane": lane,
+            "reported": match outcome {
+                ReportOutcome::Posted => "posted",
+                ReportOutcome::AlreadyFinal => "already_final",
+                ReportOutcome::Disabled => "disabled",
+            },
+            "success": state == DeployState::Success,
+            "description": update.description,
+            "notification": notified.as_str(),
+        }))
     }
-    deps.lane(store).reported(lane, &posted).await?;
-    if let Some((request, start_failure)) = &outcome.failed_start {
-        tracing::error!(lane, delivery_id = %request.delivery_id, error = %start_failure, "the lane's next deployment did not start; the lane is back as it was");
-        return Err(start_failure.clone().into());
+
+    /// Frees the stopped task's lane and starts the lane's next deployment.
+    async fn free_lane(
+        &self,
+        store: &S,
+        identity: &TaskIdentity,
+        task_arn: &str,
+    ) -> Result<Value, StartError> {
+        let outcome = self
+            .lane(store)
+            .stop(
+                &identity.repository,
+                &identity.environment,
+                task_arn,
+                identity.delivery_id.as_deref(),
+            )
+            .await?;
+        self.report_lane(store, &outcome).await?;
+        Ok(outcome.to_json())
     }
-    failure.map_or(Ok(()), Err)
 }
-
-/// The request waits behind its lane's running deployment: GitHub shows it
-/// pending (queued, for a deployment).
-async fn report_queued<
-    R: TaskRunner,
-    G: DeploymentReporter,
-    P: Publisher,
-    L: LogTail,
-    S: LaneStore,
->(
-    deps: &Deps<R, G, P, L, S>,
-    lane: &str,
-    queued: &Queued,
-) {
-    deps.metrics.count(metric::DEPLOYS_QUEUED, 1);
-    let request = &queued.request;
-    tracing::info!(
-        lane,
-        delivery_id = %request.delivery_id,
-        sha = %request.sha,
-        behind_sha = %queued.behind_sha,
-        behind_task = queued.behind_task.as_deref().unwrap_or_default(),
-        "deploy request queued behind the lane's running deployment"
-    );
-    let update = lane_status(request, DeployState::Queued, queued.description());
-    log_report(deps, &deps.reporter.report(&update).await);
-}
-
-/// One superseded request: it will never deploy. This is where each
-/// superseded delivery is told (GitHub: a commit status `error`, or a
-/// deployment status `inactive`).
-async fn report_superseded<
-    R: TaskRunner,
-    G: DeploymentReporter,
-    P: Publisher,
-    L: LogTail,
-    S: LaneStore,
->(
-    deps: &Deps<R, G, P, L, S>,
-    lane: &str,
-    superseded: &Superseded,
-) -> Result<(), StartError> {
-    let request = &superseded.request;
-    tracing::info!(
-        lane,
-        delivery_id = %request.delivery_id,
-        sha = %request.sha,
-        by_delivery = %superseded.by_delivery,
-        by_sha = %superseded.by_sha,
-        "deploy request superseded by a newer one on its lane"
-    );
-    let update = lane_status(request, DeployState::Superseded, superseded.description());
-    let result = deps.reporter.report(&update).await;
-    log_report(deps, &result);
-    result.map_err(|error| StartError::SupersededReport {
-        delivery_id: request.delivery_id.clone(),
-        error,
-    })?;
-    // Then the alert topic (NOTIFY_DEPLOYS=all). A superseded request never
-    // had a task: a publish that fails leaves the request unreported, and
-    // the retry posts both again (GitHub's status is the same one again).
-    let identity = TaskIdentity::of_request(request);
-    notifier::superseded(
-        deps,
-        &identity,
-        &deps.config.cluster,
-        None,
-        &superseded.by_sha,
-    )
-    .await?;
-    Ok(())
-}
-
 fn lane_status(request: &DeployRequest, state: DeployState, description: String) -> StatusUpdate {
     StatusUpdate {
         repository: request.repository.clone(),
@@ -488,148 +575,6 @@ fn lane_status(request: &DeployRequest, state: DeployState, description: String)
         description,
         task_url: None,
     }
-}
-
-async fn finish_deployment<
-    R: TaskRunner,
-    G: DeploymentReporter,
-    P: Publisher,
-    L: LogTail,
-    S: LaneStore,
->(
-    deps: &Deps<R, G, P, L, S>,
-    task: &ecs::TaskStateChange,
-    task_arn: &str,
-) -> Result<Value, HandlerError> {
-    let container = deps.config.container_name.as_str();
-    let (state, detail) = match completion(task, container) {
-        Completion::Ignore(reason) => {
-            tracing::info!(reason, "task state change ignored");
-            return Ok(json!({ "ignored": reason }));
-        }
-        Completion::Finished { state, detail } => (state, detail),
-    };
-    let cluster = task
-        .cluster_arn
-        .clone()
-        .unwrap_or_else(|| deps.config.cluster.clone());
-    let identity = match TaskIdentity::from_environment(|name| task.override_env(container, name)) {
-        Some(identity) => Some(identity),
-        None => {
-            // The event normally carries the overrides; when it doesn't,
-            // ask ECS for the task's overrides and tags.
-            let details = deps
-                .runner
-                .describe_task(&cluster, task_arn, container)
-                .await?;
-            details.and_then(|d| {
-                TaskIdentity::from_environment(|name| {
-                    d.environment
-                        .iter()
-                        .find(|(k, _)| k == name)
-                        .map(|(_, v)| v.as_str())
-                })
-                .or_else(|| TaskIdentity::from_tags(&d.tags))
-            })
-        }
-    };
-    let Some(identity) = identity else {
-        deps.metrics.count(metric::UNRECOGNISED_TASKS, 1);
-        tracing::warn!(
-            "stopped task carries no kiln deployment (no overrides or tags); nothing to report"
-        );
-        return Ok(json!({ "ignored": "the task carries no kiln deployment" }));
-    };
-    tracing::info!(
-        repository = %identity.repository,
-        environment = %identity.environment,
-        sha = %identity.sha,
-        delivery_id = identity.delivery_id.as_deref().unwrap_or_default(),
-        success = state == DeployState::Success,
-        detail = %detail,
-        "deployment finished"
-    );
-    // The lane first: its next deployment must not wait on GitHub.
-    let lane = match &deps.lanes {
-        Some(store) => Some(Box::pin(free_lane(deps, store, &identity, task_arn)).await),
-        None => None,
-    };
-    let update = StatusUpdate {
-        description: identity.describe(state, &detail),
-        repository: identity.repository.clone(),
-        sha: identity.sha.clone(),
-        environment: identity.environment.clone(),
-        deployment_id: identity.deployment_id,
-        state,
-        task_url: crate::console::task_url(task_arn, &cluster),
-    };
-    // Unlike at the start, reporting is all there is left to do: a failure
-    // fails the invocation so Lambda retries it. A retry cannot post twice,
-    // because a final status for this task is left alone.
-    let result = deps.reporter.report(&update).await;
-    log_report(deps, &result);
-    let outcome = result.map_err(HandlerError::Report)?;
-    // A duplicate event finds the status already final: count each
-    // deployment once.
-    if outcome != ReportOutcome::AlreadyFinal {
-        deps.metrics.count(
-            match state {
-                DeployState::Success => metric::DEPLOYS_SUCCEEDED,
-                _ => metric::DEPLOYS_FAILED,
-            },
-            1,
-        );
-    }
-    // Then the alert topic. GitHub's status stays as it is whatever
-    // happens here; a failed publish fails the invocation, and the retry
-    // finds the status already final and publishes again.
-    let notified = notifier::stopped(
-        deps,
-        StoppedTask {
-            task,
-            task_arn,
-            cluster: &cluster,
-            identity: &identity,
-            outcome: match state {
-                DeployState::Success => DeployOutcome::Succeeded,
-                _ => DeployOutcome::Failed,
-            },
-            detail: &detail,
-        },
-    )
-    .await?;
-    let lane = lane.transpose().map_err(HandlerError::Lane)?;
-    Ok(json!({
-        "lane": lane,
-        "reported": match outcome {
-            ReportOutcome::Posted => "posted",
-            ReportOutcome::AlreadyFinal => "already_final",
-            ReportOutcome::Disabled => "disabled",
-        },
-        "success": state == DeployState::Success,
-        "description": update.description,
-        "notification": notified.as_str(),
-    }))
-}
-
-/// Frees the stopped task's lane and starts the lane's next deployment.
-async fn free_lane<R: TaskRunner, G: DeploymentReporter, P: Publisher, L: LogTail, S: LaneStore>(
-    deps: &Deps<R, G, P, L, S>,
-    store: &S,
-    identity: &TaskIdentity,
-    task_arn: &str,
-) -> Result<Value, StartError> {
-    let outcome = deps
-        .lane(store)
-        .stop(
-            &identity.repository,
-            &identity.environment,
-            task_arn,
-            identity.delivery_id.as_deref(),
-        )
-        .await?;
-    report_lane(deps, store, &outcome).await?;
-    Ok(outcome.to_json())
 }
 
 #[cfg(test)]
