@@ -30,9 +30,16 @@ TEST_RUNNER := $(shell command -v cargo-nextest >/dev/null 2>&1 && echo "nextest
 help: ## Show the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
-$(VENV)/.installed: tools/requirements-test.txt
-	@echo "==> Python venv for moto, cargo-lambda and zig ($(VENV))"
+# moto alone is what `make run` and `make dev` need; the tests and the
+# Lambda build add cargo-lambda and zig.
+$(VENV)/.moto-installed: tools/requirements-moto.txt
+	@echo "==> Python venv for moto ($(VENV))"
 	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r tools/requirements-moto.txt
+	touch $@
+
+$(VENV)/.installed: $(VENV)/.moto-installed tools/requirements-test.txt
+	@echo "==> cargo-lambda and zig in the venv ($(VENV))"
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r tools/requirements-test.txt
 	touch $@
 
@@ -149,16 +156,16 @@ local-build:
 	$(LOCAL_FUNCTIONS_BUILD)
 	$(LOCAL_HARNESS_BUILD)
 
-# On a fresh clone the venv (mostly downloads) is installed while cargo
-# builds.
+# On a fresh clone the venv (moto only; mostly downloads) is installed
+# while cargo builds.
 .PHONY: run
 run: ## Run kiln locally on an emulated AWS: a scripted demo and a summary (exit 1 if a step fails)
-	@$(MAKE) --no-print-directory -j2 $(VENV)/.installed local-build
+	@$(MAKE) --no-print-directory -j2 $(VENV)/.moto-installed local-build
 	$(CARGO_TARGET_DIR)/local/kiln-local run
 
 .PHONY: dev
 dev: ## Start kiln locally and leave it running: webhook URL, secret and a signed curl (Ctrl-C stops it)
-	@$(MAKE) --no-print-directory -j2 $(VENV)/.installed local-build
+	@$(MAKE) --no-print-directory -j2 $(VENV)/.moto-installed local-build
 	$(CARGO_TARGET_DIR)/local/kiln-local dev
 
 .PHONY: check-local-build

@@ -658,8 +658,8 @@ mod slack_faults {
 mod github_faults {
     use super::*;
     use deploy_exec::github::{GitHubReporter, RetryPolicy};
-    use deploy_exec::runner::{DescribeError, RunTaskError, StartedTask, TaskDetails, TaskRunner};
-    use deploy_exec::task_request::TaskRequest;
+    use deploy_exec::runner::RunTaskError;
+    use deploy_exec::runner::fake::FakeRunner;
     use deploy_exec::{Config, Deps, handle};
     use kiln::secrets::fake::FakeSecrets;
     use kiln::{Env, KilnError, Metrics, SecretCache, VersionStage};
@@ -670,40 +670,6 @@ mod github_faults {
 
     const TOKEN_ARN: &str =
         "arn:aws:secretsmanager:us-west-2:111122223333:secret:kiln/github-token-AbCdEf";
-
-    struct NoEcs;
-
-    impl TaskRunner for NoEcs {
-        async fn run_task(&self, _: &TaskRequest) -> Result<StartedTask, RunTaskError> {
-            Err(RunTaskError::NoTask)
-        }
-        async fn describe_task(
-            &self,
-            _: &str,
-            _: &str,
-            _: &str,
-        ) -> Result<Option<TaskDetails>, DescribeError> {
-            Ok(None)
-        }
-
-        async fn log_configuration(
-            &self,
-            _: &str,
-            _: &str,
-        ) -> Result<Option<deploy_exec::task_log::AwsLogsConfig>, deploy_exec::runner::EcsError>
-        {
-            Ok(None)
-        }
-
-        async fn tag_task(
-            &self,
-            _: &str,
-            _: &str,
-            _: &str,
-        ) -> Result<(), deploy_exec::runner::EcsError> {
-            Ok(())
-        }
-    }
 
     /// GitHub: statuses listed back empty; POSTs answered from `script`,
     /// then 201.
@@ -794,7 +760,7 @@ mod github_faults {
                     Some((TOKEN_ARN.to_string(), SecretCache::new(secrets))),
                     RetryPolicy::immediate(3),
                 ),
-                runner: NoEcs,
+                runner: FakeRunner::failing(RunTaskError::NoTask),
                 publisher: kiln::sns::fake::RecordingPublisher::new(),
                 logs: deploy_exec::task_log::fake::FakeLogTail::new(),
                 metrics: Metrics::in_memory("deploy-exec"),

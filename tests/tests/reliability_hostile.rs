@@ -116,56 +116,11 @@ mod deploy_trigger_hostile {
 mod deploy_exec_hostile {
     use super::*;
     use deploy_exec::github::{GitHubReporter, RetryPolicy};
-    use deploy_exec::runner::{DescribeError, RunTaskError, StartedTask, TaskDetails, TaskRunner};
-    use deploy_exec::task_request::TaskRequest;
+    use deploy_exec::runner::fake::FakeRunner;
     use deploy_exec::{Config, Deps, handle};
 
-    #[derive(Default)]
-    struct CountingEcs(Mutex<usize>);
-
-    impl TaskRunner for CountingEcs {
-        async fn run_task(&self, request: &TaskRequest) -> Result<StartedTask, RunTaskError> {
-            *self.0.lock().unwrap() += 1;
-            Ok(StartedTask {
-                task_arn: format!(
-                    "arn:aws:ecs:us-east-1:123456789012:task/kiln/{}",
-                    request.client_token
-                ),
-                last_status: Some("PROVISIONING".into()),
-                already_started: false,
-            })
-        }
-
-        async fn describe_task(
-            &self,
-            _: &str,
-            _: &str,
-            _: &str,
-        ) -> Result<Option<TaskDetails>, DescribeError> {
-            Ok(None)
-        }
-
-        async fn log_configuration(
-            &self,
-            _: &str,
-            _: &str,
-        ) -> Result<Option<deploy_exec::task_log::AwsLogsConfig>, deploy_exec::runner::EcsError>
-        {
-            Ok(None)
-        }
-
-        async fn tag_task(
-            &self,
-            _: &str,
-            _: &str,
-            _: &str,
-        ) -> Result<(), deploy_exec::runner::EcsError> {
-            Ok(())
-        }
-    }
-
     fn deps() -> Deps<
-        CountingEcs,
+        FakeRunner,
         GitHubReporter<FakeSecrets>,
         kiln::sns::fake::RecordingPublisher,
         deploy_exec::task_log::fake::FakeLogTail,
@@ -180,7 +135,7 @@ mod deploy_exec_hostile {
         .unwrap();
         Deps {
             reporter: GitHubReporter::new(&config.github_api_url, None, RetryPolicy::immediate(1)),
-            runner: CountingEcs::default(),
+            runner: FakeRunner::new(),
             publisher: kiln::sns::fake::RecordingPublisher::new(),
             logs: deploy_exec::task_log::fake::FakeLogTail::new(),
             metrics: Metrics::in_memory("deploy-exec"),
@@ -248,7 +203,7 @@ mod deploy_exec_hostile {
             assert_eq!(err.error_type(), "InvalidDeployRequest", "{err}");
             assert!(answer_size(&result) < ANSWER_MAX);
         }
-        assert_eq!(*deps.runner.0.lock().unwrap(), 0, "nothing started");
+        assert!(deps.runner.requests().is_empty(), "nothing started");
     }
 }
 

@@ -181,8 +181,7 @@ mod deploy_trigger_secrets {
 mod deploy_exec_secrets {
     use super::*;
     use deploy_exec::github::{GitHubReporter, RetryPolicy};
-    use deploy_exec::runner::{DescribeError, RunTaskError, StartedTask, TaskDetails, TaskRunner};
-    use deploy_exec::task_request::TaskRequest;
+    use deploy_exec::runner::fake::FakeRunner;
     use deploy_exec::{Config, Deps, handle};
     use kiln::KilnError;
 
@@ -191,49 +190,10 @@ mod deploy_exec_secrets {
     const TASK_ARN: &str =
         "arn:aws:ecs:us-west-2:111122223333:task/kiln/0f9a1c2b3d4e5f60718293a4b5c6d7e8";
 
-    struct StubEcs;
-
-    impl TaskRunner for StubEcs {
-        async fn run_task(&self, _request: &TaskRequest) -> Result<StartedTask, RunTaskError> {
-            Ok(StartedTask {
-                task_arn: TASK_ARN.into(),
-                last_status: Some("PROVISIONING".into()),
-                already_started: false,
-            })
-        }
-
-        async fn describe_task(
-            &self,
-            _cluster: &str,
-            _task_arn: &str,
-            _container_name: &str,
-        ) -> Result<Option<TaskDetails>, DescribeError> {
-            Ok(None)
-        }
-
-        async fn log_configuration(
-            &self,
-            _: &str,
-            _: &str,
-        ) -> Result<Option<deploy_exec::task_log::AwsLogsConfig>, deploy_exec::runner::EcsError>
-        {
-            Ok(None)
-        }
-
-        async fn tag_task(
-            &self,
-            _: &str,
-            _: &str,
-            _: &str,
-        ) -> Result<(), deploy_exec::runner::EcsError> {
-            Ok(())
-        }
-    }
-
     fn deps(
         api_url: &str,
     ) -> Deps<
-        StubEcs,
+        FakeRunner,
         GitHubReporter<Arc<FakeSecrets>>,
         kiln::sns::fake::RecordingPublisher,
         deploy_exec::task_log::fake::FakeLogTail,
@@ -253,7 +213,7 @@ mod deploy_exec_secrets {
         let token = Some((SECRET_ARN.to_string(), SecretCache::new(secrets)));
         Deps {
             reporter: GitHubReporter::new(&config.github_api_url, token, RetryPolicy::immediate(2)),
-            runner: StubEcs,
+            runner: FakeRunner::always_starting(TASK_ARN),
             publisher: kiln::sns::fake::RecordingPublisher::new(),
             logs: deploy_exec::task_log::fake::FakeLogTail::new(),
             metrics: Metrics::in_memory("deploy-exec"),

@@ -366,6 +366,8 @@ pub mod fake {
     #[derive(Default)]
     pub struct FakeRunner {
         task_arn: Option<String>,
+        /// Fails every RunTask the script does not answer.
+        failure: Option<RunTaskError>,
         requests: Mutex<Vec<TaskRequest>>,
         answers: Mutex<VecDeque<Result<StartedTask, RunTaskError>>>,
         details: Mutex<Option<Result<Option<TaskDetails>, DescribeError>>>,
@@ -391,6 +393,15 @@ pub mod fake {
         pub fn always_starting(task_arn: &str) -> Self {
             FakeRunner {
                 task_arn: Some(task_arn.to_string()),
+                ..Self::default()
+            }
+        }
+
+        /// Fails every RunTask with `error`: a runner for paths that must
+        /// not start a task.
+        pub fn failing(error: RunTaskError) -> Self {
+            FakeRunner {
+                failure: Some(error),
                 ..Self::default()
             }
         }
@@ -435,14 +446,18 @@ pub mod fake {
                 requests.push(request.clone());
                 requests.len()
             };
-            lock(&self.answers).pop_front().unwrap_or_else(|| {
-                Ok(StartedTask {
-                    task_arn: self.task_arn.clone().unwrap_or_else(|| {
-                        format!("arn:aws:ecs:us-east-1:123456789012:task/kiln/task{n}")
-                    }),
-                    last_status: Some("PROVISIONING".into()),
-                    already_started: false,
-                })
+            if let Some(answer) = lock(&self.answers).pop_front() {
+                return answer;
+            }
+            if let Some(error) = &self.failure {
+                return Err(error.clone());
+            }
+            Ok(StartedTask {
+                task_arn: self.task_arn.clone().unwrap_or_else(|| {
+                    format!("arn:aws:ecs:us-east-1:123456789012:task/kiln/task{n}")
+                }),
+                last_status: Some("PROVISIONING".into()),
+                already_started: false,
             })
         }
 
