@@ -178,6 +178,19 @@ impl RecordingServer {
         RecordingServer { addr, shared, task }
     }
 
+    /// A GitHub API for deploy-exec's statuses: every status is accepted
+    /// (201 `{"id": 1}`) and none is listed back (GET: 200 `[]`), so no
+    /// task ever has a final status yet.
+    pub async fn start_github() -> RecordingServer {
+        let github =
+            RecordingServer::start_with_default(Reply::json(201, &serde_json::json!({"id": 1})))
+                .await;
+        github.respond_with(|request| {
+            (request.method == "GET").then(|| Reply::json(200, &serde_json::json!([])))
+        });
+        github
+    }
+
     /// `http://127.0.0.1:<port>`.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)

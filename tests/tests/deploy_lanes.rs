@@ -51,10 +51,7 @@ impl Lanes {
             .await;
         aws.create_lanes_table(TABLE).await;
         let token_arn = aws.create_secret("kiln/github-token", TOKEN).await;
-        let github = RecordingServer::start_with_default(Reply::json(201, &json!({"id": 1}))).await;
-        github.respond_with(|request| {
-            (request.method == "GET").then(|| Reply::json(200, &json!([])))
-        });
+        let github = RecordingServer::start_github().await;
         Lanes {
             moto,
             aws,

@@ -464,8 +464,7 @@ async fn deploy_lanes_stream(rate: f64, requests: usize, lanes: usize, seed: u64
     let token_arn = aws
         .create_secret("kiln/github-token", "ghp_nothingLostLanes")
         .await;
-    let github = RecordingServer::start_with_default(Reply::json(201, &json!({"id": 1}))).await;
-    github.respond_with(|request| (request.method == "GET").then(|| Reply::json(200, &json!([]))));
+    let github = RecordingServer::start_github().await;
     let sdk = emulator.proxy.sdk_config().await;
     let config = Config::from_env(&Env::from_pairs([
         ("CLUSTER", stack.cluster_name.as_str()),

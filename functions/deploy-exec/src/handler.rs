@@ -812,8 +812,10 @@ pub(crate) mod tests {
 
     const LANE: &str = "Codertocat/Hello-World#production";
 
-    fn lane_deps()
-    -> Deps<FakeRunner, FakeReporter, RecordingPublisher, FakeLogTail, InMemoryLaneStore> {
+    type LaneDeps =
+        Deps<FakeRunner, FakeReporter, RecordingPublisher, FakeLogTail, InMemoryLaneStore>;
+
+    fn lane_deps() -> LaneDeps {
         let deps = Deps {
             config: config(),
             runner: FakeRunner::new(),
@@ -831,6 +833,14 @@ pub(crate) mod tests {
     }
 
     /// A push to the lane, `second` seconds after the first one.
+    /// One deploy request in its own SNS event, handled successfully.
+    async fn deliver(deps: &LaneDeps, request: &DeployRequest) -> Value {
+        match handle(deps, sns(&[&request.to_json()])).await {
+            Ok(out) => out,
+            Err(err) => panic!("{} failed: {err}", request.delivery_id),
+        }
+    }
+
     fn push(delivery: &str, second: i64, digit: char) -> DeployRequest {
         let mut r = request();
         r.delivery_id = delivery.into();
@@ -841,9 +851,7 @@ pub(crate) mod tests {
         r
     }
 
-    fn store(
-        deps: &Deps<FakeRunner, FakeReporter, RecordingPublisher, FakeLogTail, InMemoryLaneStore>,
-    ) -> &InMemoryLaneStore {
+    fn store(deps: &LaneDeps) -> &InMemoryLaneStore {
         deps.lanes.as_ref().unwrap()
     }
 
@@ -869,12 +877,8 @@ pub(crate) mod tests {
         let deps = lane_deps();
         assert_eq!(lane_key("Codertocat/Hello-World", "production"), LANE);
         // The first push starts; the second waits, pending on GitHub.
-        handle(&deps, sns(&[&push("d1", 0, '1').to_json()]))
-            .await
-            .unwrap();
-        let out = handle(&deps, sns(&[&push("d2", 1, '2').to_json()]))
-            .await
-            .unwrap();
+        deliver(&deps, &push("d1", 0, '1')).await;
+        let out = deliver(&deps, &push("d2", 1, '2')).await;
         assert_eq!(out["started"][0]["queued"], "d2");
         assert_eq!(deps.runner.requests().len(), 1);
         let updates = deps.reporter.updates();
@@ -885,9 +889,7 @@ pub(crate) mod tests {
             "Queued behind 1111111, which is deploying to production"
         );
         // A third: the second is superseded, the third waits.
-        let out = handle(&deps, sns(&[&push("d3", 2, '3').to_json()]))
-            .await
-            .unwrap();
+        let out = deliver(&deps, &push("d3", 2, '3')).await;
         assert_eq!(out["started"][0]["superseded"], json!(["d2"]));
         let updates = deps.reporter.updates();
         let superseded = updates
@@ -926,16 +928,12 @@ pub(crate) mod tests {
     #[tokio::test]
     async fn a_deployment_is_queued_and_made_inactive() {
         let deps = lane_deps();
-        handle(&deps, sns(&[&push("d1", 0, '1').to_json()]))
-            .await
-            .unwrap();
+        deliver(&deps, &push("d1", 0, '1')).await;
         let mut deployment = push("d2", 1, '2');
         deployment.event = kiln::DeployEvent::Deployment;
         deployment.deployment_id = Some(7);
-        handle(&deps, sns(&[&deployment.to_json()])).await.unwrap();
-        handle(&deps, sns(&[&push("d3", 2, '3').to_json()]))
-            .await
-            .unwrap();
+        deliver(&deps, &deployment).await;
+        deliver(&deps, &push("d3", 2, '3')).await;
         let updates = deps.reporter.updates();
         let for_deployment: Vec<_> = updates
             .iter()
@@ -948,15 +946,11 @@ pub(crate) mod tests {
     #[tokio::test]
     async fn redeliveries_post_nothing_twice() {
         let deps = lane_deps();
-        handle(&deps, sns(&[&push("d1", 0, '1').to_json()]))
-            .await
-            .unwrap();
-        handle(&deps, sns(&[&push("d2", 1, '2').to_json()]))
-            .await
-            .unwrap();
+        deliver(&deps, &push("d1", 0, '1')).await;
+        deliver(&deps, &push("d2", 1, '2')).await;
         let posted = deps.reporter.updates().len();
         for delivery in [push("d1", 0, '1'), push("d2", 1, '2')] {
-            let out = handle(&deps, sns(&[&delivery.to_json()])).await.unwrap();
+            let out = deliver(&deps, &delivery).await;
             assert!(out["started"][0]["unchanged"].is_string(), "{out}");
         }
         assert_eq!(deps.reporter.updates().len(), posted);
@@ -967,9 +961,7 @@ pub(crate) mod tests {
     async fn lost_writes_are_retried_inside_the_invocation() {
         let deps = lane_deps();
         store(&deps).lose_next_writes(5);
-        handle(&deps, sns(&[&push("d1", 0, '1').to_json()]))
-            .await
-            .unwrap();
+        deliver(&deps, &push("d1", 0, '1')).await;
         assert_eq!(deps.runner.requests().len(), 1);
         assert!(store(&deps).lane(LANE).running.is_some());
     }
@@ -978,12 +970,8 @@ pub(crate) mod tests {
     async fn a_write_whose_reply_was_lost_is_recognised_as_ours() {
         let deps = lane_deps();
         store(&deps).lose_next_replies(1);
-        handle(&deps, sns(&[&push("d1", 0, '1').to_json()]))
-            .await
-            .unwrap();
-        handle(&deps, sns(&[&push("d2", 1, '2').to_json()]))
-            .await
-            .unwrap();
+        deliver(&deps, &push("d1", 0, '1')).await;
+        deliver(&deps, &push("d2", 1, '2')).await;
         // The stop's claim of d2 is applied, its reply lost: d2 still starts.
         store(&deps).lose_next_replies(1);
         let out = handle(&deps, stopped(1, "d1")).await.unwrap();
@@ -1005,17 +993,13 @@ pub(crate) mod tests {
         let lane = store(&deps).lane(LANE);
         assert_eq!((lane.running, lane.next, lane.latest), (None, None, None));
         // Lambda's retry starts it.
-        handle(&deps, sns(&[&push("d1", 0, '1').to_json()]))
-            .await
-            .unwrap();
+        deliver(&deps, &push("d1", 0, '1')).await;
         assert_eq!(
             store(&deps).lane(LANE).running.unwrap().request.delivery_id,
             "d1"
         );
         // On the stop path, the next one waits again, and the stop fails.
-        handle(&deps, sns(&[&push("d2", 1, '2').to_json()]))
-            .await
-            .unwrap();
+        deliver(&deps, &push("d2", 1, '2')).await;
         deps.runner
             .answer(Err(RunTaskError::Api("ServerException".into())));
         let err = handle(&deps, stopped(2, "d1")).await.unwrap_err();
@@ -1031,23 +1015,17 @@ pub(crate) mod tests {
     #[tokio::test]
     async fn a_stopped_or_unknown_task_does_not_hold_the_lane() {
         let deps = lane_deps();
-        handle(&deps, sns(&[&push("d1", 0, '1').to_json()]))
-            .await
-            .unwrap();
+        deliver(&deps, &push("d1", 0, '1')).await;
         // The stop event is lost; ECS says the task is STOPPED.
         deps.runner.set_details(Ok(Some(TaskDetails {
             last_status: Some("STOPPED".into()),
             ..TaskDetails::default()
         })));
-        let out = handle(&deps, sns(&[&push("d2", 1, '2').to_json()]))
-            .await
-            .unwrap();
+        let out = deliver(&deps, &push("d2", 1, '2')).await;
         assert_eq!(out["started"][0]["started"]["delivery_id"], "d2");
         // ECS no longer knows the task.
         deps.runner.set_details(Ok(None));
-        let out = handle(&deps, sns(&[&push("d3", 2, '3').to_json()]))
-            .await
-            .unwrap();
+        let out = deliver(&deps, &push("d3", 2, '3')).await;
         assert_eq!(out["started"][0]["started"]["delivery_id"], "d3");
         // ECS cannot answer: the invocation fails, the lane is unchanged.
         deps.runner.set_details(Err(DescribeError {
@@ -1065,12 +1043,8 @@ pub(crate) mod tests {
     #[tokio::test]
     async fn a_superseded_status_that_fails_is_posted_by_the_next_invocation() {
         let deps = lane_deps();
-        handle(&deps, sns(&[&push("d1", 0, '1').to_json()]))
-            .await
-            .unwrap();
-        handle(&deps, sns(&[&push("d2", 1, '2').to_json()]))
-            .await
-            .unwrap();
+        deliver(&deps, &push("d1", 0, '1')).await;
+        deliver(&deps, &push("d2", 1, '2')).await;
         // d3's queued status is posted; d2's superseded status is not.
         deps.reporter.answer(Ok(ReportOutcome::Posted));
         deps.reporter.answer(Err(ReportError {
@@ -1084,9 +1058,7 @@ pub(crate) mod tests {
         assert_eq!(err.error_type(), "GitHubReportFailed");
         assert_eq!(store(&deps).lane(LANE).unreported.len(), 1);
         // Lambda's retry: d3 already waits, and d2's status is posted.
-        handle(&deps, sns(&[&push("d3", 2, '3').to_json()]))
-            .await
-            .unwrap();
+        deliver(&deps, &push("d3", 2, '3')).await;
         let updates = deps.reporter.updates();
         let d2: Vec<_> = updates.iter().filter(|u| u.sha == "2".repeat(40)).collect();
         assert_eq!(d2.last().unwrap().state, DeployState::Superseded);
@@ -1097,12 +1069,10 @@ pub(crate) mod tests {
     #[tokio::test]
     async fn lanes_are_independent() {
         let deps = lane_deps();
-        handle(&deps, sns(&[&push("d1", 0, '1').to_json()]))
-            .await
-            .unwrap();
+        deliver(&deps, &push("d1", 0, '1')).await;
         let mut staging = push("d2", 1, '2');
         staging.environment = "staging".into();
-        let out = handle(&deps, sns(&[&staging.to_json()])).await.unwrap();
+        let out = deliver(&deps, &staging).await;
         assert_eq!(out["started"][0]["lane"], "Codertocat/Hello-World#staging");
         assert_eq!(out["started"][0]["started"]["delivery_id"], "d2");
         assert_eq!(deps.runner.requests().len(), 2);
