@@ -17,7 +17,7 @@ use kiln::{DeployEvent, DeployRequest};
 use kiln_tests::aws::{Aws, EcsStack};
 use kiln_tests::faults::{Fault, FaultPlan, FaultProxy};
 use kiln_tests::fixtures::{SnsNotification, deploy_task_stopped_event, sns_event};
-use kiln_tests::http::{RecordedRequest, RecordingServer, Reply};
+use kiln_tests::http::{RecordedRequest, RecordingServer};
 use kiln_tests::lambda::LambdaFunction;
 use kiln_tests::moto::Moto;
 use serde_json::{Value, json};
