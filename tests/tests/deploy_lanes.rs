@@ -190,6 +190,15 @@ fn sns(request: &DeployRequest) -> Value {
     )])
 }
 
+/// Hands `function` one deploy request, as SNS would; the invocation must
+/// succeed.
+async fn deliver(function: &LambdaFunction, request: &DeployRequest) -> Value {
+    match function.invoke(sns(request)).await {
+        Ok(out) => out,
+        Err(err) => panic!("{} failed: {err}", request.delivery_id),
+    }
+}
+
 #[tokio::test]
 async fn one_deployment_at_a_time_the_newest_waits_and_a_stop_starts_it() {
     let lanes = Lanes::start().await;
@@ -200,7 +209,7 @@ async fn one_deployment_at_a_time_the_newest_waits_and_a_stop_starts_it() {
         push(3, "production", 2),
     );
     // 1. An idle lane starts the request, and records it.
-    let out = function.invoke(sns(&first)).await.unwrap();
+    let out = deliver(&function, &first).await;
     assert_eq!(out["started"][0]["started"]["delivery_id"], "delivery-01");
     assert_eq!(lanes.started().await, ["delivery-01"]);
     let lane = lanes.lane("production").await;
@@ -219,7 +228,7 @@ async fn one_deployment_at_a_time_the_newest_waits_and_a_stop_starts_it() {
     assert!((34..=35).contains(&in_days), "{in_days}");
 
     // 2. A busy lane starts nothing: the request waits, pending on GitHub.
-    let out = function.invoke(sns(&second)).await.unwrap();
+    let out = deliver(&function, &second).await;
     assert_eq!(out["started"][0]["queued"], "delivery-02");
     assert_eq!(lanes.started().await, ["delivery-01"]);
     assert_eq!(
@@ -234,7 +243,7 @@ async fn one_deployment_at_a_time_the_newest_waits_and_a_stop_starts_it() {
     );
 
     // 3. Only the newest waits: the second is superseded by the third.
-    let out = function.invoke(sns(&third)).await.unwrap();
+    let out = deliver(&function, &third).await;
     assert_eq!(out["started"][0]["superseded"], json!(["delivery-02"]));
     let last = lanes.statuses(&sha(2)).pop().unwrap();
     assert_eq!(last.0, "error");
@@ -278,15 +287,9 @@ async fn one_deployment_at_a_time_the_newest_waits_and_a_stop_starts_it() {
 async fn an_older_request_never_deploys_after_a_newer_one() {
     let lanes = Lanes::start().await;
     let function = lanes.function().await;
-    function
-        .invoke(sns(&push(5, "production", 5)))
-        .await
-        .unwrap();
+    deliver(&function, &push(5, "production", 5)).await;
     // Older than the running deployment: superseded at once.
-    let out = function
-        .invoke(sns(&push(4, "production", 4)))
-        .await
-        .unwrap();
+    let out = deliver(&function, &push(4, "production", 4)).await;
     assert_eq!(out["started"][0]["superseded"], json!(["delivery-04"]));
     assert_eq!(lanes.statuses(&sha(4))[0].0, "error");
     // The lane is free again; a replay of an older delivery still loses
@@ -295,10 +298,7 @@ async fn an_older_request_never_deploys_after_a_newer_one() {
         .invoke(lanes.stop("delivery-05").await)
         .await
         .unwrap();
-    let out = function
-        .invoke(sns(&push(3, "production", 3)))
-        .await
-        .unwrap();
+    let out = deliver(&function, &push(3, "production", 3)).await;
     assert_eq!(out["started"][0]["superseded"], json!(["delivery-03"]));
     assert_eq!(lanes.started().await, ["delivery-05"]);
     // Without event_at, requested_at orders the request: a deployment
@@ -308,13 +308,13 @@ async fn an_older_request_never_deploys_after_a_newer_one() {
     deployment.deployment_id = Some(77);
     deployment.event_at = None;
     deployment.requested_at = T0 + time::Duration::seconds(60);
-    let out = function.invoke(sns(&deployment)).await.unwrap();
+    let out = deliver(&function, &deployment).await;
     assert_eq!(out["started"][0]["started"]["delivery_id"], "delivery-06");
     // A deployment superseded is made inactive.
     let mut older = push(7, "production", 0);
     older.event = DeployEvent::Deployment;
     older.deployment_id = Some(78);
-    function.invoke(sns(&older)).await.unwrap();
+    deliver(&function, &older).await;
     let inactive = posts(&lanes.github)
         .into_iter()
         .find(|r| r.path.ends_with("/deployments/78/statuses"))
@@ -326,16 +326,10 @@ async fn an_older_request_never_deploys_after_a_newer_one() {
 async fn a_lost_stop_event_does_not_hold_the_lane() {
     let lanes = Lanes::start().await;
     let function = lanes.function().await;
-    function
-        .invoke(sns(&push(1, "production", 0)))
-        .await
-        .unwrap();
+    deliver(&function, &push(1, "production", 0)).await;
     // The task stops, and its event never arrives.
     let _lost = lanes.stop("delivery-01").await;
-    let out = function
-        .invoke(sns(&push(2, "production", 1)))
-        .await
-        .unwrap();
+    let out = deliver(&function, &push(2, "production", 1)).await;
     assert_eq!(out["started"][0]["started"]["delivery_id"], "delivery-02");
     assert_eq!(lanes.started().await, ["delivery-01", "delivery-02"]);
     assert_eq!(lanes.statuses(&sha(2)).last().unwrap().0, "pending");
@@ -358,14 +352,11 @@ async fn a_failed_run_task_leaves_the_lane_as_it_was() {
     assert_eq!((lane.running, lane.next, lane.latest), (None, None, None));
     // Lambda's retry, with ECS back, starts it.
     proxy.set_plan(FaultPlan::none());
-    function.invoke(sns(&request)).await.unwrap();
+    deliver(&function, &request).await;
     assert_eq!(lanes.started().await, ["delivery-01"]);
     // On the stop path: the next one waits again, and the stop event fails
     // so that it is retried.
-    function
-        .invoke(sns(&push(2, "production", 1)))
-        .await
-        .unwrap();
+    deliver(&function, &push(2, "production", 1)).await;
     proxy.set_plan(FaultPlan::always(Fault::ServerError).on(&["RunTask"]));
     let stop = lanes.stop("delivery-01").await;
     let err = function.invoke(stop.clone()).await.unwrap_err();
@@ -383,12 +374,12 @@ async fn a_redelivered_request_changes_nothing_and_posts_nothing() {
     let lanes = Lanes::start().await;
     let function = lanes.function().await;
     let (first, second) = (push(1, "production", 0), push(2, "production", 1));
-    function.invoke(sns(&first)).await.unwrap();
-    function.invoke(sns(&second)).await.unwrap();
+    deliver(&function, &first).await;
+    deliver(&function, &second).await;
     let posted = posts(&lanes.github).len();
     let before = lanes.lane("production").await;
     for request in [&first, &second] {
-        let out = function.invoke(sns(request)).await.unwrap();
+        let out = deliver(&function, request).await;
         assert!(out["started"][0]["unchanged"].is_string(), "{out}");
     }
     assert_eq!(posts(&lanes.github).len(), posted);
@@ -400,15 +391,9 @@ async fn a_redelivered_request_changes_nothing_and_posts_nothing() {
 async fn production_waiting_never_delays_staging() {
     let lanes = Lanes::start().await;
     let function = lanes.function().await;
-    function
-        .invoke(sns(&push(1, "production", 0)))
-        .await
-        .unwrap();
-    function
-        .invoke(sns(&push(2, "production", 1)))
-        .await
-        .unwrap();
-    let out = function.invoke(sns(&push(3, "staging", 2))).await.unwrap();
+    deliver(&function, &push(1, "production", 0)).await;
+    deliver(&function, &push(2, "production", 1)).await;
+    let out = deliver(&function, &push(3, "staging", 2)).await;
     assert_eq!(out["started"][0]["lane"], "Codertocat/Hello-World#staging");
     assert_eq!(out["started"][0]["started"]["delivery_id"], "delivery-03");
     assert_eq!(lanes.started().await, ["delivery-01", "delivery-03"]);

@@ -20,7 +20,7 @@ use std::time::Duration;
 use kiln::secrets::SecretsManagerFetcher;
 use kiln::sns::SnsPublisher;
 use kiln::{Env, Metrics, SecretCache};
-use kiln_tests::aws::{Aws, SnsQueue};
+use kiln_tests::aws::{Aws, EcsStack, SnsQueue};
 use kiln_tests::faults::{Fault, FaultPlan, FaultProxy};
 use kiln_tests::fixtures::{SnsNotification, fixture_json, github_webhook_event, sns_event};
 use kiln_tests::http::{RecordedRequest, RecordingServer, Reply};
@@ -279,7 +279,7 @@ async fn deploy_exec_stream(rate: f64, events: usize, seed: u64) -> Tally {
     use deploy_exec::github::{GitHubReporter, RetryPolicy};
     use deploy_exec::runner::EcsTaskRunner;
     use deploy_exec::task_request::{client_token, started_by};
-    use deploy_exec::{Config, Deps, handle};
+    use deploy_exec::{Deps, handle};
 
     let emulator = Emulator::start(rate, seed).await;
     emulator.moto.freeze_ecs_tasks().await;
@@ -297,16 +297,7 @@ async fn deploy_exec_stream(rate: f64, events: usize, seed: u64) -> Tally {
     )
     .await;
     let sdk = emulator.proxy.sdk_config().await;
-    let config = Config::from_env(&Env::from_pairs([
-        ("CLUSTER", stack.cluster_name.as_str()),
-        ("TASK_DEFINITION", stack.family.as_str()),
-        ("CONTAINER_NAME", "stack-updater"),
-        ("SUBNETS", stack.subnets_csv().as_str()),
-        ("SECURITY_GROUPS", stack.security_groups_csv().as_str()),
-        ("GITHUB_TOKEN_SECRET_ARN", token_arn.as_str()),
-        ("GITHUB_API_URL", github.server.url().as_str()),
-    ]))
-    .unwrap();
+    let config = deploy_exec_config(&stack, &token_arn, &github.server.url(), &[]);
     let token = SecretCache::with_ttl(
         SecretsManagerFetcher::new(aws_sdk_secretsmanager::Client::new(&sdk)),
         Duration::from_millis(50),
@@ -407,6 +398,29 @@ async fn deploy_exec_stream(rate: f64, events: usize, seed: u64) -> Tally {
     tally
 }
 
+/// deploy-exec's configuration for `stack`, reporting to the GitHub at
+/// `github_url` with the token at `token_arn`, and the `extra` variables.
+fn deploy_exec_config(
+    stack: &EcsStack,
+    token_arn: &str,
+    github_url: &str,
+    extra: &[(&str, &str)],
+) -> deploy_exec::Config {
+    let subnets = stack.subnets_csv();
+    let security_groups = stack.security_groups_csv();
+    let mut env = vec![
+        ("CLUSTER", stack.cluster_name.as_str()),
+        ("TASK_DEFINITION", stack.family.as_str()),
+        ("CONTAINER_NAME", "stack-updater"),
+        ("SUBNETS", subnets.as_str()),
+        ("SECURITY_GROUPS", security_groups.as_str()),
+        ("GITHUB_TOKEN_SECRET_ARN", token_arn),
+        ("GITHUB_API_URL", github_url),
+    ];
+    env.extend_from_slice(extra);
+    deploy_exec::Config::from_env(&Env::from_pairs(env)).unwrap()
+}
+
 fn deploy_request(delivery: &str) -> kiln::DeployRequest {
     kiln::DeployRequest {
         kind: kiln::messages::deploy_request::KIND.into(),
@@ -450,7 +464,7 @@ async fn deploy_lanes_stream(rate: f64, requests: usize, lanes: usize, seed: u64
     use deploy_exec::github::{GitHubReporter, RetryPolicy};
     use deploy_exec::lane_store::DynamoLaneStore;
     use deploy_exec::runner::EcsTaskRunner;
-    use deploy_exec::{Config, Deps, handle};
+    use deploy_exec::{Deps, handle};
     use kiln_tests::fixtures::deploy_task_stopped_event;
     use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -466,17 +480,7 @@ async fn deploy_lanes_stream(rate: f64, requests: usize, lanes: usize, seed: u64
         .await;
     let github = RecordingServer::start_github().await;
     let sdk = emulator.proxy.sdk_config().await;
-    let config = Config::from_env(&Env::from_pairs([
-        ("CLUSTER", stack.cluster_name.as_str()),
-        ("TASK_DEFINITION", stack.family.as_str()),
-        ("CONTAINER_NAME", "stack-updater"),
-        ("SUBNETS", stack.subnets_csv().as_str()),
-        ("SECURITY_GROUPS", stack.security_groups_csv().as_str()),
-        ("GITHUB_TOKEN_SECRET_ARN", token_arn.as_str()),
-        ("GITHUB_API_URL", github.url().as_str()),
-        ("LANES_TABLE", TABLE),
-    ]))
-    .unwrap();
+    let config = deploy_exec_config(&stack, &token_arn, &github.url(), &[("LANES_TABLE", TABLE)]);
     let deps = Deps {
         reporter: GitHubReporter::new(
             &config.github_api_url,
