@@ -7,11 +7,14 @@
 //! AWS boundary with their SDK adapters. Function crates own only their
 //! wiring and their flow.
 
+pub mod alarm_tags;
 pub mod aws;
 pub mod config;
+pub mod deploy_task;
 pub mod error;
 pub mod events;
 pub mod http;
+pub mod lanes_table;
 pub mod logging;
 pub mod messages;
 pub mod metrics;

@@ -180,6 +180,7 @@ fn push(n: usize, environment: &str, second: i64) -> DeployRequest {
         deployment_id: None,
         requested_at: T0 + time::Duration::seconds(second),
         event_at: Some(T0 + time::Duration::seconds(second)),
+        before: None,
     }
 }
 

@@ -219,6 +219,7 @@ mod deploy_exec_faults {
             deployment_id: None,
             requested_at: time::macros::datetime!(2026-11-22 10:00:00 UTC),
             event_at: None,
+            before: None,
         }
     }
 

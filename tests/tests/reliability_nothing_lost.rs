@@ -436,6 +436,7 @@ fn deploy_request(delivery: &str) -> kiln::DeployRequest {
         deployment_id: None,
         requested_at: time::macros::datetime!(2026-11-22 10:00:00 UTC),
         event_at: None,
+        before: None,
     }
 }
 

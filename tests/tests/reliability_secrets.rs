@@ -326,6 +326,7 @@ fn super_request() -> kiln::DeployRequest {
         deployment_id: None,
         requested_at: time::macros::datetime!(2026-11-22 10:00:00 UTC),
         event_at: None,
+        before: None,
     }
 }
 

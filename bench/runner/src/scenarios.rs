@@ -198,6 +198,7 @@ fn deploy_request() -> DeployRequest {
         deployment_id: None,
         requested_at: time::OffsetDateTime::now_utc(),
         event_at: None,
+        before: None,
     }
 }
 

@@ -26,11 +26,7 @@ pub const CLAIM_TIMEOUT: Duration = Duration::minutes(2);
 /// deployed for at least 30 days, which is what stops replays.
 pub const RETENTION: Duration = Duration::days(35);
 
-/// The lane of a request or a task: `owner/name#environment`. Neither a
-/// repository name nor `/` can hold `#`, so the key splits back.
-pub fn lane_key(repository: &str, environment: &str) -> String {
-    format!("{repository}#{environment}")
-}
+pub use kiln::lanes_table::lane_key;
 
 /// Where a request stands among the others on its lane.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -455,6 +451,7 @@ mod tests {
             deployment_id: None,
             requested_at: NOW,
             event_at: Some(NOW + Duration::seconds(second)),
+            before: None,
         }
     }
 

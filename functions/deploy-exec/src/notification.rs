@@ -293,6 +293,7 @@ mod tests {
             deployment_id: None,
             requested_at: NOW,
             event_at: None,
+            before: None,
         };
         let notice = started(&request, TASK, NOW);
         assert_eq!(notice.title(), "Deploy started: o/r f95f852 to production");

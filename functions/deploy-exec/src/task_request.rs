@@ -28,32 +28,9 @@ pub const TAG_DELIVERY: &str = "kiln:delivery";
 pub const TAG_DEPLOYMENT: &str = "kiln:deployment";
 pub const TAG_SENDER: &str = "kiln:sender";
 
-/// The deploy container's environment variables (see docs/configuration.md, deploy-exec).
-pub mod vars {
-    pub const GIT_REMOTE: &str = "GIT_REMOTE";
-    pub const GIT_SHA: &str = "GIT_SHA";
-    pub const GIT_REF: &str = "GIT_REF";
-    pub const GIT_TAG: &str = "GIT_TAG";
-    pub const STACK_ENV: &str = "STACK_ENV";
-    pub const DEPLOYMENT_ID: &str = "DEPLOYMENT_ID";
-    pub const DELIVERY_ID: &str = "DELIVERY_ID";
-    pub const REPOSITORY: &str = "REPOSITORY";
-    /// The GitHub login that pushed (or created the deployment).
-    pub const SENDER: &str = "SENDER";
-
-    /// Every variable kiln sets; `TASK_ENVIRONMENT` may not redefine one.
-    pub const ALL: [&str; 9] = [
-        GIT_REMOTE,
-        GIT_SHA,
-        GIT_REF,
-        GIT_TAG,
-        STACK_ENV,
-        DEPLOYMENT_ID,
-        DELIVERY_ID,
-        REPOSITORY,
-        SENDER,
-    ];
-}
+/// The deploy container's environment variables: kiln's contract with
+/// the deploy task (see docs/configuration.md, deploy-exec).
+pub use kiln::deploy_task::vars;
 
 /// Everything RunTask needs, independent of the SDK.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -227,6 +204,7 @@ pub(crate) mod tests {
             deployment_id: Some(145988746),
             requested_at: time::macros::datetime!(2026-11-22 10:00:00 UTC),
             event_at: None,
+            before: None,
         }
     }
 

@@ -84,6 +84,7 @@ fn request(delivery_id: &str) -> DeployRequest {
         deployment_id: None,
         requested_at: time::macros::datetime!(2026-11-22 10:00:00 UTC),
         event_at: None,
+        before: None,
     }
 }
 

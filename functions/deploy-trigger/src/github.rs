@@ -37,6 +37,8 @@ pub struct AnyEvent {
 pub struct PushEvent {
     #[serde(rename = "ref")]
     pub git_ref: Option<String>,
+    /// The commit the ref pointed at before the push (all zeros for a new ref).
+    pub before: Option<String>,
     pub after: Option<String>,
     pub deleted: Option<bool>,
     pub repository: Option<Repository>,

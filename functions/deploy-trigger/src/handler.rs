@@ -371,6 +371,11 @@ fn decide_push(
         .after
         .filter(|sha| is_commit_sha(sha))
         .ok_or(missing("after (a 40-character lowercase commit id)"))?;
+    // The commit this push moved the ref from: orders two pushes that
+    // GitHub stamped with the same second. All zeros (a new ref) is no commit.
+    let before = push
+        .before
+        .filter(|sha| is_commit_sha(sha) && sha.bytes().any(|b| b != b'0'));
     let sender = push
         .sender
         .and_then(|s| s.login)
@@ -390,6 +395,7 @@ fn decide_push(
         deployment_id: None,
         requested_at: now,
         event_at,
+        before,
     })))
 }
 
@@ -444,6 +450,7 @@ fn decide_deployment(
         deployment_id: Some(id),
         requested_at: now,
         event_at: deployment.created_at,
+        before: None,
     })))
 }
 

@@ -18,6 +18,8 @@ pub const VERSION: u32 = 1;
 pub enum DeployEvent {
     Push,
     Deployment,
+    /// A person asked to deploy a commit again (Slack's "Retry deploy").
+    Retry,
 }
 
 impl DeployEvent {
@@ -25,6 +27,7 @@ impl DeployEvent {
         match self {
             DeployEvent::Push => "push",
             DeployEvent::Deployment => "deployment",
+            DeployEvent::Retry => "retry",
         }
     }
 }
@@ -66,6 +69,12 @@ pub struct DeployRequest {
         with = "time::serde::rfc3339::option"
     )]
     pub event_at: Option<OffsetDateTime>,
+    /// For a push, the commit the ref pointed at before it (GitHub's
+    /// `before`). Two pushes stamped with the same second are ordered by it:
+    /// the push whose `before` is the other's `sha` is the newer. Optional,
+    /// and left out of the JSON when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub before: Option<String>,
 }
 
 impl DeployRequest {
@@ -97,6 +106,11 @@ impl DeployRequest {
         };
         if !is_commit_sha(&self.sha) {
             return Err(invalid("sha must be 40 lowercase hex characters".into()));
+        }
+        if let Some(before) = &self.before
+            && !is_commit_sha(before)
+        {
+            return Err(invalid("before must be 40 lowercase hex characters".into()));
         }
         if !self.git_ref.starts_with("refs/") {
             return Err(invalid(
@@ -155,6 +169,7 @@ mod tests {
             deployment_id: None,
             requested_at: time::macros::datetime!(2026-11-22 10:00:00 UTC),
             event_at: None,
+            before: None,
         }
     }
 
@@ -230,6 +245,25 @@ mod tests {
         );
         v["event_at"] = 1557933657.into();
         assert!(DeployRequest::from_json(&v.to_string()).is_err());
+    }
+
+    #[test]
+    fn before_is_optional_and_checked() {
+        assert!(!sample().to_json().contains("before"));
+        let mut r = sample();
+        r.before = Some("0123456789abcdef0123456789abcdef01234567".into());
+        assert_eq!(DeployRequest::from_json(&r.to_json()).unwrap(), r);
+        r.before = Some("0123456".into());
+        assert!(DeployRequest::from_json(&r.to_json()).is_err());
+    }
+
+    #[test]
+    fn a_retry_says_so() {
+        let mut r = sample();
+        r.event = DeployEvent::Retry;
+        let v: serde_json::Value = serde_json::from_str(&r.to_json()).unwrap();
+        assert_eq!(v["event"], "retry");
+        assert_eq!(DeployRequest::from_json(&r.to_json()).unwrap(), r);
     }
 
     #[test]

@@ -672,6 +672,7 @@ fn failed_deploy_request(delivery_id: &str) -> kiln::DeployRequest {
         deployment_id: None,
         requested_at: time::OffsetDateTime::now_utc(),
         event_at: None,
+        before: None,
     }
 }
 

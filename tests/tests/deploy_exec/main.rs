@@ -37,5 +37,6 @@ fn deploy_request(delivery_id: &str, deployment_id: Option<u64>) -> DeployReques
         deployment_id,
         requested_at: time::macros::datetime!(2026-11-22 10:00:00 UTC),
         event_at: None,
+        before: None,
     }
 }

@@ -138,6 +138,8 @@ async fn push_to_a_routed_branch_publishes_one_deploy_request() {
     );
     assert_eq!(request.git_ref, "refs/heads/master");
     assert_eq!(request.sha, "6113728f27ae82c7b1a177c8d03f9e96e0adf246");
+    // A new branch: GitHub's `before` is all zeros, which is no commit.
+    assert_eq!(request.before, None);
     assert_eq!(request.environment, "production");
     assert_eq!(request.sender, "Codertocat");
     assert_eq!(request.deployment_id, None);
